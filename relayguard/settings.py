@@ -1,0 +1,88 @@
+"""The one configuration object, read from RELAYGUARD_* environment variables and an optional
+TOML file (RELAYGUARD_CONFIG_FILE). The core never sees this: `core_params.py` turns it into frozen
+core parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import TomlConfigSettingsSource
+
+
+class Topics(BaseModel):
+    prefix: str = "relayguard."
+
+    def name(self, short: str) -> str:
+        return f"{self.prefix}{short}"
+
+    @property
+    def events(self) -> str:
+        return self.name("events")
+
+    @property
+    def dlq(self) -> str:
+        return self.name("events.dlq")
+
+    @property
+    def locks(self) -> str:
+        return self.name("locks")
+
+    @property
+    def lock_acks(self) -> str:
+        return self.name("lock-acks")
+
+    @property
+    def alerts(self) -> str:
+        return self.name("alerts")
+
+    @property
+    def events_by_ip(self) -> str:
+        return self.name("events.by-ip")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RELAYGUARD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated"
+    )
+    topics: Topics = Field(default_factory=Topics)
+    partitions: int = Field(4, ge=1, description="partitions of the events topic and its tables")
+    replication_factor: int = Field(1, ge=1)
+    app_id: str = Field("relayguard", description="Faust app id = consumer group + table prefix")
+    data_dir: Path = Field(Path(".relayguard"), description="worker table stores, spools, caches")
+    web_port: int = Field(6066, description="worker HTTP port (/metrics, /api)")
+    web_host: str = "127.0.0.1"
+    geoip_city_db: Path | None = Field(
+        None, description="MaxMind GeoLite2/GeoIP2 City or DB-IP City Lite .mmdb file"
+    )
+    slack_bot_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_webhook_url: SecretStr | None = None
+    slack_base_url: str | None = None
+    config_file: Path | None = Field(None, description="TOML file with [detectors] and [policy]")
+    detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    relay_id: str = Field("relay-1", description="this relay's id in events and acks")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("RELAYGUARD_CONFIG_FILE")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)

@@ -1,0 +1,164 @@
+"""Bytes <-> records, checked against the schemas in `schemas/`.
+
+Decoding never raises anything but `Rejected`, whose `reason` is one of the dead-letter reasons,
+so the agent can route any bad payload to the DLQ with a clear cause and carry on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+import schemas
+from stream.records import Alert, Event, LockAck, LockCommand, LoginEvent, SendEvent
+from stream.timefmt import parse_rfc3339, to_rfc3339
+
+MAX_EVENT_BYTES = 64 * 1024  # a login or send event is well under 1 KiB; anything this big is junk
+
+
+class Rejected(Exception):
+    """A payload that is not a valid record. `reason` is a dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _compile(name: str) -> Callable[[Any], Any]:
+    validate: Callable[[Any], Any] = fastjsonschema.compile(schemas.load(name))
+    return validate
+
+
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "login": _compile("login-event"),
+    "send": _compile("send-event"),
+    "lock_command": _compile("lock-command"),
+    "lock_ack": _compile("lock-ack"),
+    "alert": _compile("alert"),
+}
+
+
+def parse_record(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """Parse and validate a JSON record whose `type` is one of `allowed`."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise Rejected("oversized", f"{len(raw)} bytes, limit {MAX_EVENT_BYTES}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "not_utf8" if "utf-8" in str(exc).lower() else "not_json"
+        raise Rejected(reason, str(exc)) from None
+    if not isinstance(data, dict):
+        raise Rejected("not_an_object", f"top level is {type(data).__name__}, want an object")
+    kind = data.get("type")
+    if kind not in allowed:
+        raise Rejected("unknown_type", f"type {kind!r} is not one of {', '.join(allowed)}")
+    try:
+        _VALIDATORS[kind](data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise Rejected("invalid", exc.message) from None
+    return data
+
+
+def decode_event(raw: bytes) -> Event:
+    data = parse_record(raw, ("login", "send"))
+    try:
+        return event_from_dict(data)
+    except ValueError as exc:  # times that match the format but not the calendar
+        raise Rejected("invalid", str(exc)) from None
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    t = parse_rfc3339(d["event_time"])
+    if d["type"] == "login":
+        return LoginEvent(
+            event_id=d["event_id"], event_time=t, relay_id=d["relay_id"], user=d["user"],
+            client_ip=d["client_ip"], success=d["success"], tls_protocol=d.get("tls_protocol"),
+            sasl_mechanism=d.get("sasl_mechanism"), failure_reason=d.get("failure_reason"),
+            source=d.get("source", "unknown"), password_hash=d.get("password_hash"),
+        )
+    return SendEvent(
+        event_id=d["event_id"], event_time=t, relay_id=d["relay_id"], user=d["user"],
+        client_ip=d["client_ip"], sender=d["sender"], recipient_count=d["recipient_count"],
+        size=d["size"], tls_protocol=d.get("tls_protocol"), queue_id=d.get("queue_id"),
+        source=d.get("source", "unknown"),
+    )
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    d = asdict(e)
+    d.pop("geo", None)  # enrichment is the worker's, never on the wire
+    d["event_time"] = to_rfc3339(e.event_time)
+    d["type"] = "login" if isinstance(e, LoginEvent) else "send"
+    return d
+
+
+def encode_event(e: Event) -> bytes:
+    return orjson.dumps(event_to_dict(e))
+
+
+def lock_command_to_dict(c: LockCommand) -> dict[str, Any]:
+    d = asdict(c)
+    d["type"] = "lock_command"
+    d["issued_at"] = to_rfc3339(c.issued_at)
+    d["expires_at"] = None if c.expires_at is None else to_rfc3339(c.expires_at)
+    return d
+
+
+def lock_command_from_dict(d: dict[str, Any]) -> LockCommand:
+    exp = d.get("expires_at")
+    return LockCommand(
+        command_id=d["command_id"], subject=d["subject"], subject_kind=d["subject_kind"],
+        action=d["action"], reason=d["reason"], detector=d["detector"], evidence=d["evidence"],
+        issued_at=parse_rfc3339(d["issued_at"]),
+        expires_at=None if exp is None else parse_rfc3339(exp),
+        issuer=d["issuer"], version=d["version"], severity=d.get("severity", "high"),
+        dry_run=d.get("dry_run", False),
+    )
+
+
+def decode_lock_command(raw: bytes) -> LockCommand:
+    data = parse_record(raw, ("lock_command",))
+    try:
+        return lock_command_from_dict(data)
+    except ValueError as exc:
+        raise Rejected("invalid", str(exc)) from None
+
+
+def lock_key(kind: str, subject: str) -> bytes:
+    """Key of the compacted locks topic: one latest command per subject."""
+    return f"{kind}:{subject}".encode()
+
+
+def alert_to_dict(a: Alert) -> dict[str, Any]:
+    d = asdict(a)
+    d["type"] = "alert"
+    d["event_time"] = to_rfc3339(a.event_time)
+    return d
+
+
+def alert_from_dict(d: dict[str, Any]) -> Alert:
+    fields = {k: v for k, v in d.items() if k != "type"}
+    fields["event_time"] = parse_rfc3339(d["event_time"])
+    return Alert(**fields)
+
+
+def lock_ack_to_dict(a: LockAck) -> dict[str, Any]:
+    d = asdict(a)
+    d["type"] = "lock_ack"
+    d["applied_at"] = to_rfc3339(a.applied_at)
+    return d
+
+
+def lock_ack_from_dict(d: dict[str, Any]) -> LockAck:
+    fields = {k: v for k, v in d.items() if k != "type"}
+    fields["applied_at"] = parse_rfc3339(d["applied_at"])
+    return LockAck(**fields)
+
+
+def dumps(d: dict[str, Any]) -> bytes:
+    return orjson.dumps(d)

@@ -1,0 +1,79 @@
+"""Failed logins per user over a sliding window (fail2ban's default: 5 failures in 10 minutes).
+
+Failures caused by the SASL backend being down are not the client's guesses and are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream import windows
+from stream.detector import DetectorSpec
+from stream.records import Event, Finding, LoginEvent
+
+NAME = "auth_failures"
+BACKEND_FAILURE = "backend_unavailable"
+MAX_IPS_KEPT = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    max_failures: int = 5  # fail2ban maxretry
+    window: windows.WindowSpec = field(default_factory=lambda: windows.WindowSpec(600, 30))
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    watermark: float = float("-inf")
+    failures: windows.Buckets = ()
+    recent_ips: tuple[str, ...] = ()  # newest last, for the evidence
+    reported_until: float = float("-inf")
+
+
+def initial_state() -> State:
+    return State()
+
+
+def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
+    if not isinstance(event, LoginEvent) or event.success or event.user is None:
+        return state, []
+    if event.failure_reason == BACKEND_FAILURE:
+        return state, []
+    now = max(state.watermark, event.event_time)
+    failures = windows.add(state.failures, params.window, event.event_time, 1, now)
+    ips = (*(ip for ip in state.recent_ips if ip != event.client_ip), event.client_ip)
+    ips = ips[-MAX_IPS_KEPT:]
+    count = windows.total(failures, params.window, now)
+    findings: list[Finding] = []
+    until = state.reported_until
+    if count > params.max_failures - 1 and now >= until:
+        # >= max_failures: the Nth failure is the one that trips it, as in fail2ban.
+        until = now + params.window.length
+        window_s = int(params.window.length)
+        findings.append(
+            Finding(
+                detector=NAME,
+                subject=event.user,
+                subject_kind="user",
+                event_time=event.event_time,
+                summary=f"{count} failed logins for {event.user} in {window_s}s",
+                evidence={
+                    "failures": count,
+                    "window_seconds": window_s,
+                    "threshold": params.max_failures,
+                    "client_ips": list(ips),
+                    "last_relay_id": event.relay_id,
+                },
+            )
+        )
+    return State(now, failures, ips, until), findings
+
+
+SPEC = DetectorSpec(
+    name=NAME,
+    key_kind="user",
+    params_type=Params,
+    initial_state=initial_state,
+    step=step,
+    description="failed logins per user over a window",
+)

@@ -1,0 +1,189 @@
+"""Decide: turn findings into lock commands and alerts, per subject, idempotently.
+
+Per detector an operator chooses the remedy (alert only, throttle = lock with a TTL, or lock until
+unlocked), the severity and a cool-down; a global dry-run computes everything but marks it so no
+relay enforces it. One incident gives one lock command however many findings arrive: a subject
+already locked at the same or a stronger remedy gets no new command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field, replace
+
+from stream.records import Alert, Finding, LockCommand, Remedy, Severity, SubjectKind
+
+_IDS = uuid.UUID("6f6c1a52-0f0e-4f55-9a43-0d3c5b2b7e11")  # namespace for deterministic ids
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_STRENGTH = {"alert": 0, "throttle": 1, "lock": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorPolicy:
+    remedy: Remedy = "alert"
+    severity: Severity = "medium"
+    ttl_seconds: float | None = None  # used by "throttle"
+    cooldown_seconds: float = 3600.0  # no second alert for the same detector and subject within
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyParams:
+    detectors: dict[str, DetectorPolicy] = field(default_factory=dict)
+    default: DetectorPolicy = field(default_factory=DetectorPolicy)
+    dry_run: bool = False
+    allow_users: frozenset[str] = frozenset()
+    allow_networks: tuple[IpNetwork, ...] = ()
+    issuer: str = "relayguard"
+
+    def for_detector(self, name: str) -> DetectorPolicy:
+        return self.detectors.get(name, self.default)
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """What the worker believes it has told the relays about one subject."""
+
+    locked: bool = False
+    remedy: Remedy | None = None
+    expires_at: float | None = None
+    version: int = 0
+    command_id: str | None = None
+    last_alert_at: tuple[tuple[str, float], ...] = ()  # (detector, time)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: LockState
+    commands: list[LockCommand]
+    alerts: list[Alert]
+
+
+def is_allowlisted(params: PolicyParams, subject: str, kind: SubjectKind) -> bool:
+    if kind == "user":
+        return subject in params.allow_users
+    try:
+        addr = ipaddress.ip_address(subject)
+    except ValueError:
+        return False
+    return any(addr in net for net in params.allow_networks)
+
+
+def decide(params: PolicyParams, state: LockState, findings: list[Finding], now: float) -> Decision:
+    """Findings must all be about the same subject."""
+    commands: list[LockCommand] = []
+    alerts: list[Alert] = []
+    for finding in findings:
+        if finding.signal_only or is_allowlisted(params, finding.subject, finding.subject_kind):
+            continue
+        pol = params.for_detector(finding.detector)
+        command: LockCommand | None = None
+        if _escalates(state, pol.remedy, now):
+            state, command = _lock(params, state, finding, pol, now)
+            commands.append(command)
+        elif _cooling_down(state, finding.detector, pol, now):
+            continue
+        state = replace(state, last_alert_at=_stamp(state.last_alert_at, finding.detector, now))
+        alerts.append(_alert(params, finding, pol, command))
+    return Decision(state, commands, alerts)
+
+
+def expire(params: PolicyParams, state: LockState, subject: str, kind: SubjectKind,
+           now: float) -> Decision:
+    """A throttle whose TTL has run out becomes an explicit unlock (relays also expire it)."""
+    if not state.locked or state.expires_at is None or state.expires_at > now:
+        return Decision(state, [], [])
+    version = _next_version(state, now)
+    command = LockCommand(
+        command_id=_command_id(kind, subject, version),
+        subject=subject,
+        subject_kind=kind,
+        action="unlock",
+        reason="throttle expired",
+        detector="policy.expiry",
+        evidence={"expired_command_id": state.command_id, "expires_at": state.expires_at},
+        issued_at=now,
+        expires_at=None,
+        issuer=params.issuer,
+        version=version,
+        severity="info",
+        dry_run=params.dry_run,
+    )
+    new_state = replace(state, locked=False, remedy=None, expires_at=None, version=version,
+                        command_id=command.command_id)
+    return Decision(new_state, [command], [])
+
+
+def _escalates(state: LockState, remedy: Remedy, now: float) -> bool:
+    if remedy == "alert":
+        return False
+    active = state.locked and (state.expires_at is None or state.expires_at > now)
+    if not active:
+        return True
+    return _STRENGTH[remedy] > _STRENGTH[state.remedy or "alert"]
+
+
+def _cooling_down(state: LockState, detector: str, pol: DetectorPolicy, now: float) -> bool:
+    for name, at in state.last_alert_at:
+        if name == detector:
+            return now - at < pol.cooldown_seconds
+    return False
+
+
+def _stamp(stamps: tuple[tuple[str, float], ...], detector: str,
+           now: float) -> tuple[tuple[str, float], ...]:
+    return (*((n, t) for n, t in stamps if n != detector), (detector, now))
+
+
+def _next_version(state: LockState, now: float) -> int:
+    # Milliseconds of issue time keep versions comparable across issuers (worker, CLI);
+    # +1 keeps them strictly increasing for one subject even within one millisecond.
+    return max(state.version + 1, int(now * 1000))
+
+
+def _command_id(kind: SubjectKind, subject: str, version: int) -> str:
+    # Deterministic: a worker that reprocesses the same events issues the same id, so relays
+    # and consumers can drop the repeat.
+    return str(uuid.uuid5(_IDS, f"{kind}:{subject}:{version}"))
+
+
+def _lock(params: PolicyParams, state: LockState, finding: Finding, pol: DetectorPolicy,
+          now: float) -> tuple[LockState, LockCommand]:
+    version = _next_version(state, now)
+    expires = now + pol.ttl_seconds if pol.remedy == "throttle" and pol.ttl_seconds else None
+    command = LockCommand(
+        command_id=_command_id(finding.subject_kind, finding.subject, version),
+        subject=finding.subject,
+        subject_kind=finding.subject_kind,
+        action="lock",
+        reason=finding.summary,
+        detector=finding.detector,
+        evidence=finding.evidence,
+        issued_at=now,
+        expires_at=expires,
+        issuer=params.issuer,
+        version=version,
+        severity=pol.severity,
+        dry_run=params.dry_run,
+    )
+    new_state = replace(state, locked=True, remedy=pol.remedy, expires_at=expires,
+                        version=version, command_id=command.command_id)
+    return new_state, command
+
+
+def _alert(params: PolicyParams, finding: Finding, pol: DetectorPolicy,
+           command: LockCommand | None) -> Alert:
+    key = f"{finding.detector}:{finding.subject_kind}:{finding.subject}:{finding.event_time}"
+    return Alert(
+        alert_id=str(uuid.uuid5(_IDS, key)),
+        detector=finding.detector,
+        severity=pol.severity,
+        subject=finding.subject,
+        subject_kind=finding.subject_kind,
+        summary=finding.summary,
+        evidence=finding.evidence,
+        event_time=finding.event_time,
+        remedy=pol.remedy if command else "alert",
+        command_id=command.command_id if command else None,
+        dry_run=params.dry_run,
+    )

@@ -1,0 +1,67 @@
+"""Sliding event-time windows as plain values.
+
+A window is a short tuple of (bucket index, amount) pairs, oldest first. Buckets older than the
+window are dropped on every add, so the size is bounded by window / bucket + 1 whatever the traffic.
+Late events are counted if they still fall inside the window; events older than the grace period
+behind the newest time seen are refused by the caller (see `is_too_late`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Buckets = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """A window of `length` seconds counted in buckets of `bucket` seconds."""
+
+    length: float
+    bucket: float
+
+    def __post_init__(self) -> None:
+        if self.length <= 0 or self.bucket <= 0 or self.bucket > self.length:
+            raise ValueError(f"bad window: length={self.length} bucket={self.bucket}")
+
+    @property
+    def bucket_count(self) -> int:
+        return int(-(-self.length // self.bucket))  # ceil without floats drifting
+
+    def index(self, t: float) -> int:
+        return int(t // self.bucket)
+
+
+def is_too_late(event_time: float, watermark: float, grace: float) -> bool:
+    """An event is too late when it is older than the newest time seen minus the grace."""
+    return event_time < watermark - grace
+
+
+def add(buckets: Buckets, spec: WindowSpec, t: float, amount: int, now: float) -> Buckets:
+    """Add `amount` at time `t`; `now` is the newest event time seen (the window's end)."""
+    newest = spec.index(now)
+    oldest_kept = newest - spec.bucket_count + 1
+    idx = spec.index(t)
+    kept = [(i, n) for i, n in buckets if i >= oldest_kept]
+    if idx < oldest_kept:
+        return tuple(kept)
+    for pos, (i, n) in enumerate(kept):
+        if i == idx:
+            kept[pos] = (i, n + amount)
+            return tuple(kept)
+        if i > idx:
+            kept.insert(pos, (idx, amount))
+            return tuple(kept)
+    kept.append((idx, amount))
+    return tuple(kept)
+
+
+def total(buckets: Buckets, spec: WindowSpec, now: float) -> int:
+    """Sum of the buckets that overlap the window ending at `now`."""
+    oldest_kept = spec.index(now) - spec.bucket_count + 1
+    return sum(n for i, n in buckets if i >= oldest_kept)
+
+
+def prune(buckets: Buckets, spec: WindowSpec, now: float) -> Buckets:
+    oldest_kept = spec.index(now) - spec.bucket_count + 1
+    return tuple((i, n) for i, n in buckets if i >= oldest_kept)
