@@ -1,0 +1,111 @@
+"""The Faust app: topics, tables and thin agents around `agents.pipeline.Pipeline`.
+
+Agents decode raw bytes themselves (a decode error thrown into a Faust agent stops it quietly,
+faust #175), run with concurrency 1 (tables need it; faust #606), and stay at-least-once: effects
+are idempotent through event ids (dedupe in the core) and deterministic command ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from agents.metrics import Metrics
+from agents.pipeline import Origin, Pipeline
+from relayguard.geoip import GeoLocator
+from relayguard.settings import Settings
+from stream import codec, engine
+from stream.records import Alert, LockCommand
+
+log = logging.getLogger("relayguard.worker")
+
+
+class KafkaOutputs:
+    """Where the pipeline's results go: Faust topics, raw bytes, explicit keys."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        t = settings.topics
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+               "value_serializer": "raw"}
+        self.events = app.topic(t.events, partitions=settings.partitions, **raw)
+        self.by_ip_topic = app.topic(t.events_by_ip, partitions=settings.partitions, **raw)
+        self.dlq = app.topic(t.dlq, **raw)
+        self.locks = app.topic(t.locks, **raw)
+        self.alerts = app.topic(t.alerts, **raw)
+
+    async def dead_letter(self, record: dict[str, object]) -> None:
+        await self.dlq.send(value=codec.dumps(record))
+
+    async def lock_command(self, command: LockCommand) -> None:
+        value = codec.dumps(codec.lock_command_to_dict(command))
+        await self.locks.send(key=codec.lock_key(command.subject_kind, command.subject),
+                              value=value)
+
+    async def alert(self, alert: Alert) -> None:
+        await self.alerts.send(key=alert.subject.encode(),
+                               value=codec.dumps(codec.alert_to_dict(alert)))
+
+    async def reroute(self, key: str, raw: bytes) -> None:
+        await self.events.send(key=key.encode(), value=raw)
+
+    async def by_ip(self, key: str, raw: bytes) -> None:
+        await self.by_ip_topic.send(key=key.encode(), value=raw)
+
+
+def create_app(settings: Settings, params: engine.CoreParams,
+               locator: GeoLocator | None) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
+        store="memory://",  # tables rebuild from their changelog topics on start
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        datadir=str(settings.data_dir / "faust"),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        broker_commit_every=500,
+    )
+    metrics = Metrics()
+    outputs = KafkaOutputs(app, settings)
+    pipeline = Pipeline(params, locator, outputs, metrics)
+    table_opts: dict[str, Any] = {"partitions": settings.partitions, "key_type": str,
+                                  "value_serializer": "pickle", "key_serializer": "raw"}
+    users = app.Table("user-state", default=None, **table_opts)
+    ips = app.Table("ip-state", default=None, **table_opts)
+
+    @app.agent(outputs.events, concurrency=1)
+    async def ingest(stream: Any) -> None:
+        async for ev in stream.events():
+            msg = ev.message
+            origin = Origin(msg.topic, msg.partition, msg.offset, msg.key)
+            try:
+                await pipeline.ingest(ev.value, origin, users)
+            except Exception:  # never let one record stop the agent
+                log.exception("unexpected error on %s[%d]@%d; record skipped",
+                              msg.topic, msg.partition, msg.offset)
+
+    @app.agent(outputs.by_ip_topic, concurrency=1)
+    async def ingest_by_ip(stream: Any) -> None:
+        async for ev in stream.events():
+            try:
+                await pipeline.ingest_by_ip(ev.value, ips)
+            except Exception:
+                log.exception("unexpected error on by-ip record; skipped")
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.text(metrics.render(), content_type="text/plain")
+
+    # Faust starts its web server only after table recovery, so answering at all means ready.
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        return web.text("ready\n")
+
+    app.relayguard_metrics = metrics  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,43 @@
+"""Worker counters, exposed in Prometheus text format on /metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+PREFIX = "relayguard_worker_"
+HELP = {
+    "events_total": "Events taken from the events topic, by outcome",
+    "dead_letters_total": "Records sent to the dead-letter topic, by reason",
+    "findings_total": "Findings raised by the detection core, by detector",
+    "lock_commands_total": "Lock commands published, by action",
+    "alerts_total": "Alerts published, by detector",
+    "rerouted_total": "Events re-keyed because the relay used the wrong key",
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[str, Counter[tuple[tuple[str, str], ...]]] = {
+            name: Counter() for name in HELP
+        }
+
+    def inc(self, name: str, amount: int = 1, **labels: str) -> None:
+        self.counters[name][tuple(sorted(labels.items()))] += amount
+
+    def value(self, name: str, **labels: str) -> int:
+        return self.counters[name][tuple(sorted(labels.items()))]
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name, help_text in HELP.items():
+            full = PREFIX + name
+            lines.append(f"# HELP {full} {help_text}")
+            lines.append(f"# TYPE {full} counter")
+            for labels, value in sorted(self.counters[name].items()):
+                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                lines.append(f"{full}{{{label_text}}} {value}" if labels else f"{full} {value}")
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
