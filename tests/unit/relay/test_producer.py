@@ -1,0 +1,131 @@
+"""The event producer against a fake Kafka: queue path, spool on outage, ordered replay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from relay.producer import EventProducer
+from stream.records import SendEvent
+
+
+class FakeKafka:
+    """Stands in for AIOKafkaProducer; `down` makes start() and deliveries fail."""
+
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+
+    async def start(self) -> None:
+        if self.world.down:
+            raise ConnectionError("broker down")
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.world.down:
+            fut.set_exception(ConnectionError("broker down"))
+        else:
+            self.world.log.append((key, value))
+            fut.set_result(None)
+        return fut
+
+
+class FakeWorld:
+    def __init__(self) -> None:
+        self.down = False
+        self.log: list[tuple[bytes, bytes]] = []
+
+    def ids(self) -> list[str]:
+        return [orjson.loads(v)["event_id"] for _, v in self.log]
+
+
+def _ev(i: int, user: str = "alice") -> SendEvent:
+    return SendEvent(event_id=f"e{i}", event_time=1.8e9 + i, relay_id="r1", user=user,
+                     client_ip="192.0.2.1", sender="a@x", recipient_count=1, size=10)
+
+
+def _producer(tmp: Path, world: FakeWorld, **kw: Any) -> EventProducer:
+    return EventProducer("fake:1", "t", tmp, retry_interval=0.05,
+                         producer_factory=lambda: FakeKafka(world), **kw)
+
+
+async def _until(cond: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+async def test_direct_path(tmp_path: Path) -> None:
+    world = FakeWorld()
+    p = _producer(tmp_path, world)
+    await p.start()
+    for i in range(5):
+        assert p.publish_nowait(_ev(i))
+    await _until(lambda: len(world.log) == 5)
+    await p.stop()
+    assert world.ids() == [f"e{i}" for i in range(5)]
+    assert world.log[0][0] == b"alice"
+    assert p.stats.sent == 5 and p.stats.spooled == 0
+
+
+async def test_outage_spools_then_replays_in_order(tmp_path: Path) -> None:
+    world = FakeWorld()
+    world.down = True
+    p = _producer(tmp_path, world)
+    await p.start()
+    for i in range(20):
+        p.publish_nowait(_ev(i))
+    await _until(lambda: p.stats.spooled == 20)
+    assert p.state == "spooling" and p.stats.spool_bytes > 0
+    world.down = False
+    for i in range(20, 25):  # arrive while the spool still holds older events
+        p.publish_nowait(_ev(i))
+    await _until(lambda: len(world.log) == 25)
+    await p.stop()
+    assert world.ids() == [f"e{i}" for i in range(25)]
+    assert p.stats.replayed == 25 and p.stats.spool_bytes == 0
+
+
+async def test_full_queue_spills_without_blocking(tmp_path: Path) -> None:
+    world = FakeWorld()
+    p = _producer(tmp_path, world, queue_size=3)
+    for i in range(10):  # sender not started: the queue fills, the rest spills in order
+        assert p.publish_nowait(_ev(i))
+    assert p.stats.spooled == 10
+    await p.start()
+    await _until(lambda: len(world.log) == 10)
+    await p.stop()
+    assert world.ids() == [f"e{i}" for i in range(10)]
+
+
+async def test_spool_survives_restart(tmp_path: Path) -> None:
+    world = FakeWorld()
+    world.down = True
+    p = _producer(tmp_path, world)
+    await p.start()
+    for i in range(4):
+        p.publish_nowait(_ev(i))
+    await p.stop(timeout=1.0)
+    assert world.log == []
+    world.down = False
+    again = _producer(tmp_path, world)
+    await again.start()
+    await _until(lambda: len(world.log) == 4)
+    await again.stop()
+    assert world.ids() == ["e0", "e1", "e2", "e3"]
+
+
+async def test_full_spool_refuses_loudly(tmp_path: Path, caplog: Any) -> None:
+    world = FakeWorld()
+    world.down = True
+    p = _producer(tmp_path, world, queue_size=1, spool_max_bytes=1000)
+    results = [p.publish_nowait(_ev(i)) for i in range(30)]
+    assert results[0] and not results[-1]
+    assert p.state == "spool_full" and p.stats.dropped_full > 0
+    assert "SPOOL FULL" in caplog.text
+    await p.stop(timeout=1.0)
