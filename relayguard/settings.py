@@ -90,3 +90,21 @@ class Settings(BaseSettings):
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env/TOML, with validation errors named the way the operator wrote them."""
+    from pydantic import ValidationError
+
+    from relayguard.errors import ConfigError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = "__".join(str(p) for p in err["loc"])
+            problems.append(f"RELAYGUARD_{path.upper()} (or '{path}' in the config file): "
+                            f"{err['msg']}, got {err.get('input')!r}")
+        raise ConfigError("; ".join(problems),
+                          "fix the setting; `relayguard --help` lists them") from None

@@ -1,0 +1,70 @@
+"""The one `relayguard` command. Each group lives in its own module; this file only mounts them."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from relayguard.errors import RelayguardError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SETTINGS_HELP = """
+Configuration comes from RELAYGUARD_* environment variables and an optional TOML file named by
+RELAYGUARD_CONFIG_FILE. The main ones: RELAYGUARD_BOOTSTRAP_SERVERS (default 127.0.0.1:9092),
+RELAYGUARD_TOPICS__PREFIX (default "relayguard."), RELAYGUARD_PARTITIONS (default 4),
+RELAYGUARD_GEOIP_CITY_DB (MaxMind/DB-IP City .mmdb), RELAYGUARD_DATA_DIR (default .relayguard).
+"""
+
+
+def friendly_errors(fn: F) -> F:
+    """Print our errors as 'whose fault: what, what to do' and exit 2 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RelayguardError as exc:
+            click.echo(exc.explain(), err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(help="relayguard: real-time abuse monitor for fleets of SMTP relays.\n"
+             + SETTINGS_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def main(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+@main.command(help="Run the detection worker (Faust) against the configured Kafka.\n"
+              + SETTINGS_HELP)
+@click.option("--loglevel", default="info", show_default=True)
+@friendly_errors
+def worker(loglevel: str) -> None:
+    from agents.worker_main import run_worker
+    from relayguard.settings import load_settings
+
+    run_worker(load_settings(), loglevel)
+
+
+def _mount() -> None:
+    from relayguard.broker.cli import broker
+    from relayguard.demo import demo
+    from relayguard.operator_cli import lock, locks, unlock
+
+    for command in (broker, demo, lock, unlock, locks):
+        main.add_command(command)
+
+
+_mount()

@@ -1,0 +1,65 @@
+"""Every kind of bad payload is refused with a dead-letter reason, never another exception."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream import codec
+
+GOOD = {"type": "send", "event_id": "x", "event_time": "2026-11-29T10:16:00Z", "relay_id": "r",
+        "user": "a", "client_ip": "192.0.2.1", "sender": "a@b", "recipient_count": 3, "size": 10}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json at all", "not_json"),
+        (b"\xff\xfe\x00", "not_utf8"),
+        (b"[1, 2]", "not_an_object"),
+        (b'"string"', "not_an_object"),
+        (orjson.dumps({**GOOD, "type": "telepathy"}), "unknown_type"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "type"}), "unknown_type"),
+        (orjson.dumps({**GOOD, "recipient_count": "three"}), "invalid"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "user"}), "invalid"),
+        (orjson.dumps({**GOOD, "event_time": "yesterday"}), "invalid"),
+        (orjson.dumps({**GOOD, "event_time": "2026-02-30T10:00:00Z"}), "invalid"),
+        (orjson.dumps({**GOOD, "surprise": 1}), "invalid"),
+        (orjson.dumps({**GOOD, "sender": "x" * 70000}), "oversized"),
+    ],
+)
+def test_bad_payloads_are_rejected_with_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(codec.Rejected) as err:
+        codec.decode_event(raw)
+    assert err.value.reason == reason
+    assert err.value.detail
+
+
+def test_good_payload_decodes() -> None:
+    event = codec.decode_event(orjson.dumps(GOOD))
+    assert event.user == "a"
+
+
+# The machine may be busy: these are correctness properties, not timing ones.
+RELAXED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@RELAXED
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape_as_other_errors(raw: bytes) -> None:
+    try:
+        codec.decode_event(raw)
+    except codec.Rejected:
+        pass
+
+
+@RELAXED
+@given(st.dictionaries(st.sampled_from(sorted(GOOD)), st.one_of(
+    st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20), st.booleans(), st.floats())))
+def test_arbitrary_objects_never_escape_as_other_errors(partial: dict[str, object]) -> None:
+    try:
+        codec.decode_event(orjson.dumps({**GOOD, **partial}))
+    except codec.Rejected:
+        pass
