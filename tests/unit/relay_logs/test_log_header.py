@@ -1,0 +1,104 @@
+"""Timestamps and program tags of mail-log lines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from relay.log_header import parse_header
+
+
+def ts(y: int, mo: int, d: int, h: int, mi: int, s: int) -> float:
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC).timestamp()
+
+
+REF = ts(2026, 11, 29, 12, 0, 0)
+
+
+def test_rfc3164_takes_year_from_reference() -> None:
+    h = parse_header("Nov 29 10:15:02 mx1 postfix/submission/smtpd[21837]: hello", REF)
+    assert h is not None
+    assert h.time == ts(2026, 11, 29, 10, 15, 2)
+    assert (h.prog, h.pid, h.msg) == ("postfix/submission/smtpd", 21837, "hello")
+
+
+def test_rfc3164_single_digit_day_is_space_padded() -> None:
+    h = parse_header("Nov  3 01:02:03 mx1 postfix/smtpd[7]: x", REF)
+    assert h is not None and h.time == ts(2026, 11, 3, 1, 2, 3)
+
+
+def test_december_line_read_in_january_is_last_year() -> None:
+    ref = ts(2027, 1, 1, 0, 0, 30)
+    h = parse_header("Dec 31 23:59:58 mx1 postfix/smtpd[7]: x", ref)
+    assert h is not None and h.time == ts(2026, 12, 31, 23, 59, 58)
+
+
+def test_january_line_with_reference_still_in_december_is_next_year() -> None:
+    ref = ts(2026, 12, 31, 23, 59, 59)
+    h = parse_header("Jan  1 00:00:02 mx1 postfix/smtpd[7]: x", ref)
+    assert h is not None and h.time == ts(2027, 1, 1, 0, 0, 2)
+
+
+def test_feb_29_picks_a_leap_year() -> None:
+    ref = ts(2028, 3, 1, 0, 0, 0)
+    h = parse_header("Feb 29 10:00:00 mx1 postfix/smtpd[7]: x", ref)
+    assert h is not None and h.time == ts(2028, 2, 29, 10, 0, 0)
+
+
+def test_rfc3164_uses_given_zone() -> None:
+    h = parse_header("Nov 29 10:15:02 mx1 postfix/smtpd[7]: x", REF, ZoneInfo("Europe/Berlin"))
+    assert h is not None and h.time == ts(2026, 11, 29, 9, 15, 2)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2026-11-29T10:15:02.123456+00:00", ts(2026, 11, 29, 10, 15, 2) + 0.123456),
+        ("2026-11-29T10:15:02Z", ts(2026, 11, 29, 10, 15, 2)),
+        ("2026-11-29T11:15:02+01:00", ts(2026, 11, 29, 10, 15, 2)),
+        ("2026-11-29T10:15:02+0000", ts(2026, 11, 29, 10, 15, 2)),
+    ],
+)
+def test_rfc3339(stamp: str, expected: float) -> None:
+    h = parse_header(f"{stamp} mx1 postfix-out/smtpd[9]: msg here", REF)
+    assert h is not None
+    assert h.time == pytest.approx(expected)
+    assert (h.prog, h.pid, h.msg) == ("postfix-out/smtpd", 9, "msg here")
+
+
+def test_dovecot_log_file_has_no_host_and_a_level() -> None:
+    h = parse_header("Nov 29 10:15:02 auth: Info: passwd-file(alice,127.0.0.1): x", REF)
+    assert h is not None
+    assert (h.prog, h.pid, h.msg) == ("auth", None, "passwd-file(alice,127.0.0.1): x")
+
+
+def test_exim_mainlog_with_zone_and_pid() -> None:
+    h = parse_header("2026-11-29 11:15:02 +0100 [4242] 1tAbCd-000123-AB <= a@b", REF)
+    assert h is not None
+    assert (h.time, h.prog, h.pid) == (ts(2026, 11, 29, 10, 15, 2), "exim", 4242)
+    assert h.msg == "1tAbCd-000123-AB <= a@b"
+
+
+def test_bare_tag_uses_reference_time() -> None:
+    h = parse_header("postfix/smtpd[5]: connect from x[1.2.3.4]", REF)
+    assert h is not None and h.time == REF and h.pid == 5
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "\n",
+        "garbage without any structure",
+        "Nov 29 10:15",  # truncated stamp
+        "Nov 29 10:15:02",  # stamp only
+        "Nov 31 10:15:02 mx1 postfix/smtpd[1]: day 31 in November",
+        "Foo 29 10:15:02 mx1 postfix/smtpd[1]: no such month",
+        "2026-13-40T99:99:99Z mx1 postfix/smtpd[1]: bad date",
+        "x" * 20000,
+    ],
+)
+def test_unparseable_lines_give_none(line: str) -> None:
+    assert parse_header(line, REF) is None
