@@ -1,0 +1,223 @@
+"""Postfix SMTPD policy delegation protocol, sans I/O (in the style of h11).
+
+Postfix sends `name=value` lines, an empty line ends a request; we answer `action=...` and an
+empty line, and Postfix keeps the connection for further requests. `PolicyParser` turns bytes
+into `PolicyRequest`s with bounded memory; `decide` and `send_event_from` are pure functions of
+a request, the lock book and the time. relay/policy_server.py does the sockets.
+
+For send events, Postfix must consult us at END-OF-MESSAGE too, i.e. `check_policy_service`
+also in `smtpd_end_of_data_restrictions` (that is the only state with the real size).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from relay.lock_book import LockView
+from stream.records import SendEvent
+
+MAX_LINE = 8 * 1024
+MAX_ATTRIBUTES = 256
+_NAME = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
+DUNNO = "DUNNO"
+
+
+class ProtocolError(Exception):
+    """The peer is not speaking the policy protocol: close the connection without a reply."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        """The attribute, or None when missing or empty."""
+        return self.attrs.get(name) or None
+
+    def _int(self, name: str) -> int:
+        try:
+            return max(0, int(self.attrs.get(name) or 0))
+        except ValueError:
+            return 0
+
+    @property
+    def request(self) -> str | None:
+        return self.get("request")
+
+    @property
+    def protocol_state(self) -> str:
+        return (self.attrs.get("protocol_state") or "").upper()
+
+    @property
+    def sasl_username(self) -> str | None:
+        return self.get("sasl_username")
+
+    @property
+    def client_address(self) -> str | None:
+        return self.get("client_address")
+
+    @property
+    def sender(self) -> str:
+        return self.attrs.get("sender", "")
+
+    @property
+    def queue_id(self) -> str | None:
+        return self.get("queue_id")
+
+    @property
+    def instance(self) -> str | None:
+        return self.get("instance")
+
+    @property
+    def encryption_protocol(self) -> str | None:
+        return self.get("encryption_protocol")
+
+    @property
+    def recipient_count(self) -> int:
+        return self._int("recipient_count")
+
+    @property
+    def size(self) -> int:
+        return self._int("size")
+
+
+class PolicyParser:
+    """Feed it bytes as they arrive; get back the requests completed so far."""
+
+    def __init__(self, max_line: int = MAX_LINE, max_attributes: int = MAX_ATTRIBUTES) -> None:
+        self.max_line = max_line
+        self.max_attributes = max_attributes
+        self._buf = bytearray()
+        self._scan = 0  # bytes of _buf already known to hold no newline
+        self._attrs: dict[str, str] = {}
+        self._count = 0
+        self._dead = False
+
+    @property
+    def pending(self) -> bool:
+        """True if a request has started but not ended (a disconnect now loses it)."""
+        return bool(self._buf) or self._count > 0
+
+    def feed(self, data: bytes) -> list[PolicyRequest]:
+        if self._dead:
+            raise ProtocolError("parser already failed")
+        self._buf += data
+        out: list[PolicyRequest] = []
+        try:
+            while True:
+                nl = self._buf.find(b"\n", self._scan)
+                if nl < 0:
+                    if len(self._buf) > self.max_line:
+                        raise ProtocolError(f"line longer than {self.max_line} bytes")
+                    self._scan = len(self._buf)
+                    return out
+                if nl > self.max_line:
+                    raise ProtocolError(f"line longer than {self.max_line} bytes")
+                line = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                self._scan = 0
+                req = self._line(line[:-1] if line.endswith(b"\r") else line)
+                if req is not None:
+                    out.append(req)
+        except ProtocolError:
+            self._dead = True
+            self._buf.clear()
+            raise
+
+    def _line(self, line: bytes) -> PolicyRequest | None:
+        if not line:
+            if self._count == 0:
+                return None  # a stray empty line is no request; Postfix never sends one
+            req = PolicyRequest(self._attrs)
+            self._attrs, self._count = {}, 0
+            return req
+        name, eq, value = line.partition(b"=")
+        if not eq or not _NAME.fullmatch(name):
+            raise ProtocolError(f"not an attribute line: {line[:60]!r}")
+        if b"\0" in value:
+            raise ProtocolError("NUL byte in attribute value")
+        self._count += 1
+        if self._count > self.max_attributes:
+            raise ProtocolError(f"more than {self.max_attributes} attributes in one request")
+        # values may be any bytes Postfix saw (HELO names, addresses): never fail on them
+        self._attrs[name.decode("ascii")] = value.decode("utf-8", "replace")
+        return None
+
+
+def format_reply(action: str) -> bytes:
+    if not action or any(c in action for c in "\r\n\0"):
+        raise ValueError(f"policy action must be one non-empty line: {action!r}")
+    return b"action=" + action.encode("utf-8") + b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionConfig:
+    reject_text: str = "Account locked by relayguard, contact your mail administrator"
+    # for locks with an expiry (throttles): a temporary refusal, so the client retries later
+    throttle_action: str = "DEFER 4.7.1 Sending rate limited by relayguard, try again later"
+    # Off: unauthenticated sessions are not ours to judge. On: also refuse locked client IPs
+    # before AUTH (needs check_policy_service in smtpd_client_restrictions).
+    ip_locks_unauthenticated: bool = False
+
+    def __post_init__(self) -> None:
+        format_reply(self.reject_action)  # fail at start-up, not at the first locked user
+        format_reply(self.throttle_action)
+
+    @property
+    def reject_action(self) -> str:
+        return f"REJECT 5.7.1 {self.reject_text}"
+
+
+_DECIDE_STATES = frozenset({"RCPT", "DATA", "END-OF-MESSAGE"})
+
+
+def decide(request: PolicyRequest, locks: LockView, now: float, config: DecisionConfig) -> str:
+    """The access(5) action for one policy request."""
+    user = request.sasl_username
+    state = request.protocol_state
+    if user is None:
+        if not config.ip_locks_unauthenticated:
+            return DUNNO
+    elif state not in _DECIDE_STATES and state != "MAIL":
+        return DUNNO
+    lock = None
+    if user is not None:
+        lock = locks.active_lock("user", user, now)
+    if lock is None and request.client_address is not None:
+        lock = locks.active_lock("ip", request.client_address, now)
+    if lock is None:
+        return DUNNO
+    return config.throttle_action if lock.expires_at is not None else config.reject_action
+
+
+def send_event_id(relay_id: str, queue_id: str | None, instance: str | None) -> str:
+    """Same message, same id: a retried END-OF-MESSAGE request dedupes downstream."""
+    raw = f"postfix-policy:{relay_id}:{queue_id or '-'}:{instance or '-'}"
+    if len(raw) <= 256:
+        return raw
+    return "postfix-policy:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def send_event_from(request: PolicyRequest, relay_id: str, now: float) -> SendEvent | None:
+    """The send event for an authenticated END-OF-MESSAGE request, else None."""
+    user = request.sasl_username
+    if request.protocol_state != "END-OF-MESSAGE" or user is None or len(user) > 320:
+        return None
+    if request.queue_id is None and request.instance is None:
+        return None  # no stable id: a retry could not be deduped
+    tls = request.encryption_protocol
+    return SendEvent(
+        event_id=send_event_id(relay_id, request.queue_id, request.instance),
+        event_time=now,
+        relay_id=relay_id,
+        user=user,
+        client_ip=request.client_address or "unknown",
+        sender=request.sender[:998],
+        recipient_count=min(request.recipient_count, 100_000),
+        size=request.size,
+        tls_protocol=None if tls is None else tls[:64],
+        queue_id=None if request.queue_id is None else request.queue_id[:64],
+        source="postfix-policy",
+    )

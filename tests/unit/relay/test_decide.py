@@ -1,0 +1,125 @@
+"""Pure policy decisions and send events from policy requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.lock_book import LockBook
+from relay.policy_protocol import (
+    DecisionConfig,
+    PolicyParser,
+    PolicyRequest,
+    decide,
+    send_event_from,
+    send_event_id,
+)
+from stream.records import LockCommand
+
+NOW = 1_800_000_000.0
+CFG = DecisionConfig(reject_text="locked", throttle_action="DEFER 4.7.1 slow down")
+
+
+def _req(**attrs: str) -> PolicyRequest:
+    base = {"request": "smtpd_access_policy", "client_address": "192.0.2.10"}
+    return PolicyRequest({**base, **attrs})
+
+
+def _cmd(subject: str, kind: str = "user", action: str = "lock", version: int = 1,
+         expires_at: float | None = None, dry_run: bool = False) -> LockCommand:
+    return LockCommand(command_id=f"c{version}", subject=subject, subject_kind=kind,  # type: ignore[arg-type]
+                       action=action, reason="r", detector="d", evidence={},  # type: ignore[arg-type]
+                       issued_at=NOW - 10, expires_at=expires_at, issuer="t", version=version,
+                       dry_run=dry_run)
+
+
+def test_unlocked_user_is_dunno() -> None:
+    assert decide(_req(protocol_state="RCPT", sasl_username="bob"), LockBook(), NOW, CFG) == "DUNNO"
+
+
+@pytest.mark.parametrize("state", ["RCPT", "DATA", "END-OF-MESSAGE", "MAIL"])
+def test_locked_user_rejected(state: str) -> None:
+    book = LockBook()
+    book.apply(_cmd("alice"))
+    assert decide(_req(protocol_state=state, sasl_username="alice"), book, NOW, CFG) == (
+        "REJECT 5.7.1 locked")
+
+
+@pytest.mark.parametrize("state", ["CONNECT", "EHLO", "HELO", "VRFY", "ETRN", ""])
+def test_other_states_dunno(state: str) -> None:
+    book = LockBook()
+    book.apply(_cmd("alice"))
+    assert decide(_req(protocol_state=state, sasl_username="alice"), book, NOW, CFG) == "DUNNO"
+
+
+def test_throttle_is_deferred_until_it_expires() -> None:
+    book = LockBook()
+    book.apply(_cmd("alice", expires_at=NOW + 60))
+    req = _req(protocol_state="RCPT", sasl_username="alice")
+    assert decide(req, book, NOW, CFG) == "DEFER 4.7.1 slow down"
+    assert decide(req, book, NOW + 61, CFG) == "DUNNO"
+
+
+def test_blocked_ip_for_authenticated_session() -> None:
+    book = LockBook()
+    book.apply(_cmd("2001:db8::42", kind="ip"))
+    req = _req(protocol_state="RCPT", sasl_username="bob", client_address="2001:DB8:0::42")
+    assert decide(req, book, NOW, CFG) == "REJECT 5.7.1 locked"
+
+
+def test_unauthenticated_is_not_our_business_unless_configured() -> None:
+    book = LockBook()
+    book.apply(_cmd("192.0.2.10", kind="ip"))
+    req = _req(protocol_state="CONNECT")
+    assert decide(req, book, NOW, CFG) == "DUNNO"
+    strict = DecisionConfig(reject_text="locked", ip_locks_unauthenticated=True)
+    assert decide(req, book, NOW, strict) == "REJECT 5.7.1 locked"
+
+
+def test_unlock_and_dry_run() -> None:
+    book = LockBook()
+    book.apply(_cmd("alice", version=1))
+    book.apply(_cmd("alice", action="unlock", version=2))
+    req = _req(protocol_state="RCPT", sasl_username="alice")
+    assert decide(req, book, NOW, CFG) == "DUNNO"
+    assert not book.apply(_cmd("alice", version=3, dry_run=True))
+    assert decide(req, book, NOW, CFG) == "DUNNO"
+
+
+def test_config_rejects_multiline_text() -> None:
+    with pytest.raises(ValueError):
+        DecisionConfig(reject_text="a\nb")
+
+
+EOM = (
+    b"request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\nsasl_username=alice\n"
+    b"client_address=203.0.113.7\nsender=alice@example.com\nrecipient_count=3\nsize=18233\n"
+    b"queue_id=4XkQ1z2ZbLz9vQ\ninstance=1f2a.6543abcd.12345.0\nencryption_protocol=TLSv1.3\n\n"
+)
+
+
+def test_send_event_at_end_of_message() -> None:
+    (req,) = PolicyParser().feed(EOM)
+    ev = send_event_from(req, "relay-1", NOW)
+    assert ev is not None
+    assert (ev.user, ev.client_ip, ev.sender) == ("alice", "203.0.113.7", "alice@example.com")
+    assert (ev.recipient_count, ev.size, ev.tls_protocol) == (3, 18233, "TLSv1.3")
+    assert ev.queue_id == "4XkQ1z2ZbLz9vQ" and ev.relay_id == "relay-1" and ev.event_time == NOW
+    assert ev.source == "postfix-policy"
+    again = send_event_from(req, "relay-1", NOW + 5)
+    assert again is not None and again.event_id == ev.event_id  # a retry dedupes
+
+
+def test_send_event_without_tls_or_auth_or_at_rcpt() -> None:
+    (req,) = PolicyParser().feed(EOM.replace(b"TLSv1.3", b""))
+    ev = send_event_from(req, "r", NOW)
+    assert ev is not None and ev.tls_protocol is None
+    (anon,) = PolicyParser().feed(EOM.replace(b"sasl_username=alice", b"sasl_username="))
+    assert send_event_from(anon, "r", NOW) is None
+    (rcpt,) = PolicyParser().feed(EOM.replace(b"END-OF-MESSAGE", b"RCPT"))
+    assert send_event_from(rcpt, "r", NOW) is None
+
+
+def test_event_id_is_bounded_and_distinct() -> None:
+    long_id = send_event_id("r" * 300, "Q", "I")
+    assert len(long_id) <= 256
+    assert send_event_id("r", "Q1", "I") != send_event_id("r", "Q2", "I")
