@@ -1,0 +1,185 @@
+"""A real single-node Kafka (KRaft) broker as a child process, for tests and one-box demos.
+
+Usage:
+    with LocalBroker() as broker:        # temp data dir, removed on stop
+        print(broker.bootstrap)          # "127.0.0.1:PORT"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from relayguard.broker import probe
+from relayguard.broker.config import (
+    DEFAULT_VERSION,
+    BrokerLayout,
+    free_port,
+    logging_jvm_flag,
+    new_cluster_id,
+    write_config,
+)
+from relayguard.broker.fetch import JAVA_HINT, Progress, ensure_jars, require_tool
+from relayguard.errors import ConfigError, DownstreamError
+
+JVM_FLAGS = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+LOG_TAIL_LINES = 25
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+class LocalBroker:
+    """Owns one broker JVM. `data_dir=None` means a fresh temp dir that stop() deletes; a given
+    data_dir is kept and reused (formatted only once), so its topics survive restarts."""
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        version: str = DEFAULT_VERSION,
+        port: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.version = version
+        self._owns_dir = data_dir is None
+        root = Path(tempfile.mkdtemp(prefix="relayguard-kafka-")) if data_dir is None else data_dir
+        self.layout = BrokerLayout(Path(root).resolve())
+        self._wanted_port = port
+        self._progress = progress
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise RuntimeError("broker not started")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 90) -> None:
+        """Fetch jars if needed, format storage once, launch, and wait until a metadata round
+        trip succeeds. Raises MissingToolError / DownstreamError with the broker log tail."""
+        if self.running():
+            return
+        java = require_tool("java", JAVA_HINT)
+        libs = ensure_jars(self.version, self._progress)
+        if self._wanted_port and probe.port_open("127.0.0.1", self._wanted_port):
+            raise ConfigError(
+                f"port {self._wanted_port} on 127.0.0.1 is already in use",
+                hint="stop whatever listens there, or leave the port out to pick a free one",
+            )
+        self.port = self._wanted_port or free_port()
+        controller_port = free_port(exclude={self.port})
+        write_config(self.version, self.layout, self.port, controller_port)
+        classpath = f"{libs}/*"
+        log_flag = logging_jvm_flag(self.version, self.layout)
+        if not self.layout.formatted_marker.exists():
+            self._format(java, classpath, log_flag)
+        cmd = [java, *JVM_FLAGS, log_flag, "-cp", classpath, "kafka.Kafka",
+               str(self.layout.properties)]  # fmt: skip
+        with self.layout.console_log.open("ab") as out:
+            # Own session/process group, so stop() can signal the JVM and anything it spawned.
+            self._proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.layout.data_dir, start_new_session=True,
+            )  # fmt: skip
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop(keep_dir=True)  # keep the logs for the error message / post-mortem
+            raise
+
+    def _format(self, java: str, classpath: str, log_flag: str) -> None:
+        cmd = [java, log_flag, "-cp", classpath, "kafka.tools.StorageTool", "format",
+               "-t", new_cluster_id(), "-c", str(self.layout.properties)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip().splitlines()[-LOG_TAIL_LINES:]
+            raise DownstreamError(
+                f"formatting Kafka storage in {self.layout.log_dirs} failed "
+                f"(exit {done.returncode}):\n" + "\n".join(output),
+                hint="delete that data dir or pick another one",
+            )
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        reason = "port never opened"
+        port = self.port
+        assert port is not None
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            code = self._proc.poll()
+            if code is not None:
+                raise DownstreamError(
+                    f"Kafka broker exited with code {code} during start\n{self._logs()}",
+                    hint=f"read {self.layout.broker_log}; a port clash or a data dir from "
+                    "another Kafka version are the usual causes",
+                )
+            if probe.port_open("127.0.0.1", port):
+                problem = probe.round_trip_error(self.bootstrap, timeout=5)
+                if problem is None:
+                    return
+                reason = f"metadata round trip failed: {problem}"
+            time.sleep(0.25)
+        raise DownstreamError(
+            f"Kafka broker not ready after {timeout:.0f}s ({reason})\n{self._logs()}",
+            hint="the machine may be overloaded; retry, or raise the start timeout",
+        )
+
+    def _logs(self) -> str:
+        parts = []
+        for path in (self.layout.broker_log, self.layout.console_log):
+            text = tail(path)
+            if text:
+                parts.append(f"--- last lines of {path} ---\n{text}")
+        return "\n".join(parts) or f"(no broker output in {self.layout.data_dir})"
+
+    def stop(self, timeout: float = 30, keep_dir: bool = False) -> None:
+        """SIGTERM (Kafka shuts down cleanly), SIGKILL after `timeout`. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGKILL)  # stragglers left in the group, if any
+        if self._owns_dir and not keep_dir:
+            shutil.rmtree(self.layout.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(pid, sig)
