@@ -1,0 +1,98 @@
+"""`relayguard hook tail FILE...`: follow mail logs and publish login events to Kafka.
+
+Mounted into the `hook` group (relay/hook_cli.py) with `hook.add_command(tail)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, tzinfo
+from pathlib import Path
+
+import click
+
+log = logging.getLogger(__name__)
+
+
+def _zone(name: str) -> tzinfo:
+    if name.upper() == "UTC":
+        return UTC
+    if name == "local":
+        from datetime import datetime
+
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {name!r}", param_hint="--timezone") from None
+
+
+@click.command("tail")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--relay-id", default=None, help="this relay's id [default: RELAYGUARD_RELAY_ID]")
+@click.option("--bootstrap", default=None,
+              help="Kafka bootstrap servers [default: RELAYGUARD_BOOTSTRAP_SERVERS]")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where file positions are kept [default: DATA_DIR/tail-checkpoints]")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="disk spool while Kafka is down [default: DATA_DIR/tail-spool]")
+@click.option("--from-start/--from-end", default=False, show_default=True,
+              help="where to begin in a file that has no checkpoint yet")
+@click.option("--timezone", "tz_name", default="local", show_default=True,
+              help="zone of log stamps without an offset (RFC 3164, Exim): IANA name or UTC")
+@click.option("--poll-interval", default=0.2, show_default=True, type=float)
+def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
+         checkpoint_dir: Path | None, spool_dir: Path | None, from_start: bool, tz_name: str,
+         poll_interval: float) -> None:
+    """Follow Postfix/Dovecot/Exim mail logs (FILE...) and publish SMTP AUTH login events.
+
+    Survives log rotation (rename or copytruncate) and restarts: positions are checkpointed
+    after the events are handed to the producer, which spools to disk while Kafka is down.
+    """
+    from relayguard.settings import load_settings
+
+    settings = load_settings()
+    tz = _zone(tz_name)
+    asyncio.run(_run(
+        files=list(files),
+        relay_id=relay_id or settings.relay_id,
+        bootstrap=bootstrap or settings.bootstrap_servers,
+        topic=settings.topics.events,
+        checkpoint_dir=checkpoint_dir or settings.data_dir / "tail-checkpoints",
+        spool_dir=spool_dir or settings.data_dir / "tail-spool",
+        from_end=not from_start,
+        tz=tz,
+        poll_interval=poll_interval,
+    ))
+
+
+async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
+               checkpoint_dir: Path, spool_dir: Path, from_end: bool, tz: tzinfo,
+               poll_interval: float) -> None:
+    from relay.checkpoint import CheckpointStore
+    from relay.log_follower import LogFollower
+    from relay.log_parser import LogParser
+    from relay.producer import EventProducer
+
+    producer = EventProducer(bootstrap, topic, spool_dir)
+    follower = LogFollower(files, LogParser(relay_id, tz=tz), producer,
+                           CheckpointStore(checkpoint_dir), from_end=from_end,
+                           poll_interval=poll_interval)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, follower.stop)
+    await producer.start()
+    log.info("tail: following %s as relay %s -> %s (%s)", ", ".join(files), relay_id, topic,
+             bootstrap)
+    try:
+        await follower.run()
+    finally:
+        follower.close()
+        await producer.stop()
+        s = follower.stats
+        log.info("tail: stopped after %d lines, %d events", s.lines, s.events)
