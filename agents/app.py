@@ -74,8 +74,11 @@ def create_app(settings: Settings, params: engine.CoreParams,
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings)
     pipeline = Pipeline(params, locator, outputs, metrics)
+    # Values are bytes we pickle ourselves (agents/state_codec.py): Faust's own value codecs
+    # handed back dicts after changelog recovery.
+    # (Faust picks table serializers from key_type/value_type, not from a schema.)
     table_opts: dict[str, Any] = {"partitions": settings.partitions, "key_type": str,
-                                  "value_serializer": "pickle", "key_serializer": "raw"}
+                                  "value_type": bytes}
     users = app.Table("user-state", default=None, **table_opts)
     ips = app.Table("ip-state", default=None, **table_opts)
 

@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from agents import state_codec
 from agents.dead_letter import dead_letter_record
 from agents.metrics import Metrics
 from relayguard.geoip import GeoLocator, enrich
@@ -54,7 +55,7 @@ class Pipeline:
         self.has_ip_detectors = bool(params.for_kind("ip"))
 
     async def ingest(
-        self, raw: bytes, origin: Origin, users: MutableMapping[str, engine.KeyState]
+        self, raw: bytes, origin: Origin, users: MutableMapping[str, bytes]
     ) -> None:
         """One record from the events topic. Never raises on bad input."""
         try:
@@ -81,7 +82,7 @@ class Pipeline:
         await self._step("user", event.user, enrich(event, self.locator), users)
 
     async def ingest_by_ip(
-        self, raw: bytes, ips: MutableMapping[str, engine.KeyState]
+        self, raw: bytes, ips: MutableMapping[str, bytes]
     ) -> None:
         """One record from the by-IP repartition (already validated by ingest)."""
         try:
@@ -91,12 +92,14 @@ class Pipeline:
         await self._step("ip", event.client_ip, event, ips)
 
     async def _step(self, kind: SubjectKind, key: str, event: Event,
-                    table: MutableMapping[str, engine.KeyState]) -> None:
-        result = engine.step(self.params, kind, key, table.get(key), event)
+                    table: MutableMapping[str, bytes]) -> None:
+        stored = table.get(key)
+        state = state_codec.loads(stored) if stored else None
+        result = engine.step(self.params, kind, key, state, event)
         self.metrics.inc("events_total", outcome=result.outcome)
         if result.outcome == "duplicate":
             return
-        table[key] = result.state
+        table[key] = state_codec.dumps(result.state)
         await self.emit(result)
 
     async def emit(self, result: engine.StepResult) -> None:

@@ -48,7 +48,7 @@ def origin(key: bytes | None, offset: int = 0) -> Origin:
 
 async def test_bad_record_goes_to_dlq_and_next_is_processed() -> None:
     pipe, rec, metrics = make()
-    table: dict[str, object] = {}
+    table: dict[str, bytes] = {}
     await pipe.ingest(b"{broken", origin(b"x"), table)  # type: ignore[arg-type]
     assert rec.dlq[0]["reason"] == "not_json" and rec.dlq[0]["payload_b64"] == "e2Jyb2tlbg=="
     good = SendEvent("e1", 1796000000.0, "r", "alice", "192.0.2.1", "a@x", 1, 10)
@@ -60,7 +60,7 @@ async def test_bad_record_goes_to_dlq_and_next_is_processed() -> None:
 
 async def test_wrong_key_is_rerouted_not_processed() -> None:
     pipe, rec, _ = make()
-    table: dict[str, object] = {}
+    table: dict[str, bytes] = {}
     raw = orjson.dumps(codec.event_to_dict(
         SendEvent("e1", 1796000000.0, "r", "alice", "192.0.2.1", "a@x", 1, 10)))
     await pipe.ingest(raw, origin(b"192.0.2.1"), table)  # type: ignore[arg-type]
@@ -69,7 +69,7 @@ async def test_wrong_key_is_rerouted_not_processed() -> None:
 
 async def test_burst_publishes_one_lock_and_alert() -> None:
     pipe, rec, _ = make()
-    table: dict[str, object] = {}
+    table: dict[str, bytes] = {}
     for i in range(15):
         e = SendEvent(f"e{i}", 1796000000.0 + i, "r", "bob", "192.0.2.1", "b@x", 1, 10)
         await pipe.ingest(codec.encode_event(e), origin(b"bob", i), table)  # type: ignore[arg-type]
