@@ -1,0 +1,38 @@
+# The two commands a newcomer needs:
+#   make demo   - start a local Kafka broker + worker, play a scripted relay fleet, show the locks
+#   make test   - install everything, lint, type-check and run the whole test suite
+# (`make install` alone sets up .venv; `make bench` prints the benchmark figures.)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v java >/dev/null || { echo "relayguard needs Java 17 for the local Kafka broker: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "relayguard needs Maven to fetch the Kafka broker jars: apt-get install maven" >&2; exit 1; }
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "relayguard needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/relayguard demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy stream schemas agents relay relayguard
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/core_bench.py
+	$(BIN)/python bench/policy_server_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
