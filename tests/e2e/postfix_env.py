@@ -1,0 +1,199 @@
+"""A private Postfix + Dovecot (SASL only) + smtp-sink on 127.0.0.1, in one temp directory.
+
+Layout of the directory E:
+  postfix/main.cf, master.cf  Postfix config (no chroot, loopback only); queue/ and data/ beside
+  maillog                   Postfix's own log (postlogd; no syslog daemon is needed)
+  dovecot.conf, dovecot.log Dovecot as SASL backend only (auth service on a TCP port)
+  tls/                      throw-away self-signed certificate
+Clients must AUTH (mynetworks excludes loopback); every recipient, DATA and end-of-data check
+asks the policy service on `policy_port` first (default_action=DUNNO when nobody answers).
+Mail goes on to smtp-sink, which accepts and drops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
+USERS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "carol": "carol-secret-3"}
+INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-postfix.sh"
+
+
+class HarnessError(RuntimeError):
+    """The private mail system could not be installed, configured or started."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "") + ":" + SBIN
+    return env
+
+
+def missing_tools() -> list[str]:
+    path = _env()["PATH"]
+    return [t for t in ("postfix", "postconf", "dovecot", "swaks", "smtp-sink", "openssl")
+            if shutil.which(t, path=path) is None]
+
+
+def ensure_installed() -> None:
+    """Install the packages via scripts/install-postfix.sh when a binary is missing."""
+    if not missing_tools():
+        return
+    proc = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True,
+                          env=_env(), timeout=600, check=False)
+    still = missing_tools()
+    if proc.returncode != 0 or still:
+        raise HarnessError(
+            f"scripts/install-postfix.sh exited {proc.returncode}; missing: {', '.join(still)}\n"
+            f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")
+
+
+def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout,
+                          check=False)
+
+
+def _wait_port(port: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@dataclass
+class PostfixEnv:
+    directory: Path
+    submission_port: int = field(default_factory=free_port)
+    auth_port: int = field(default_factory=free_port)
+    sink_port: int = field(default_factory=free_port)
+    policy_port: int = field(default_factory=free_port)
+    users: dict[str, str] = field(default_factory=lambda: dict(USERS))
+    _sink: subprocess.Popen[bytes] | None = None
+    _dovecot: subprocess.Popen[bytes] | None = None
+    _postfix_started: bool = False
+
+    @property
+    def config_dir(self) -> Path:
+        return self.directory / "postfix"
+
+    @property
+    def maillog(self) -> Path:
+        return self.directory / "maillog"
+
+    @property
+    def dovecot_log(self) -> Path:
+        return self.directory / "dovecot.log"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls) -> PostfixEnv:
+        ensure_installed()
+        env = cls(Path(tempfile.mkdtemp(prefix="rg-postfix-")))
+        try:
+            env.configure()
+            env.start()
+        except BaseException:
+            env.stop()
+            raise
+        return env
+
+    def configure(self) -> None:
+        from tests.e2e import postfix_config
+
+        postfix_config.write_all(self)
+
+    def start(self) -> None:
+        deadline = time.monotonic() + 30
+        with (self.directory / "dovecot.stderr").open("wb") as err:
+            self._dovecot = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")], env=_env(),
+                stdout=subprocess.DEVNULL, stderr=err)
+        self._sink = subprocess.Popen(
+            ["smtp-sink", "-u", "postfix", "-c", f"127.0.0.1:{self.sink_port}", "100"],
+            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not _wait_port(self.auth_port, deadline):
+            raise HarnessError(f"dovecot auth did not listen on {self.auth_port}:\n"
+                               + self._tail(self.directory / "dovecot.stderr")
+                               + self._tail(self.dovecot_log))
+        check = _run(["postfix", "-c", str(self.config_dir), "check"])
+        if check.returncode != 0:
+            raise HarnessError(f"postfix check failed:\n{check.stdout}{check.stderr}"
+                               + self._tail(self.maillog))
+        # postfix prints fatal errors only to a terminal: give it one.
+        proc = _run(["script", "-qec", f"postfix -c {self.config_dir} start", "/dev/null"])
+        self._postfix_started = True
+        if proc.returncode != 0 or not _wait_port(self.submission_port, deadline):
+            raise HarnessError(f"postfix start exited {proc.returncode}:\n{proc.stdout}"
+                               f"{proc.stderr}" + self._tail(self.maillog))
+        if not _wait_port(self.sink_port, deadline):
+            raise HarnessError(f"smtp-sink did not listen on {self.sink_port}")
+
+    def stop(self) -> None:
+        if self._postfix_started:
+            _run(["postfix", "-c", str(self.config_dir), "stop"])
+            self._postfix_started = False
+        for proc in (self._sink, self._dovecot):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        self._sink = self._dovecot = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def swaks(self, user: str, password: str, to: str = "bob@example.org",
+              expect: int | None = 0, sender: str | None = None, timeout: float = 60
+              ) -> tuple[int, str]:
+        """Send one message with AUTH PLAIN over STARTTLS. swaks exit codes: 0 sent,
+        24 RCPT rejected, 25 DATA rejected, 28 AUTH failed."""
+        cmd = ["swaks", "--server", f"127.0.0.1:{self.submission_port}", "--tls",
+               "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+               "--from", sender or f"{user}@relay.test", "--to", to,
+               "--timeout", "30", "--header", "Subject: relayguard e2e"]
+        proc = _run(cmd, timeout=timeout)
+        out = proc.stdout + proc.stderr
+        if expect is not None and proc.returncode != expect:
+            raise AssertionError(f"swaks exited {proc.returncode}, expected {expect}\n{out}"
+                                 + self._tail(self.maillog))
+        return proc.returncode, out
+
+    async def swaks_async(self, user: str, password: str, to: str = "bob@example.org",
+                          expect: int | None = 0) -> tuple[int, str]:
+        """swaks() in a thread: a policy server in the test's event loop must keep answering."""
+        import asyncio
+
+        return await asyncio.to_thread(self.swaks, user, password, to, expect)
+
+    def maillog_text(self) -> str:
+        try:
+            return self.maillog.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _tail(self, path: Path, lines: int = 40) -> str:
+        try:
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            return f"\n({path.name}: no such file)"
+        return f"\n--- last lines of {path} ---\n" + "\n".join(text)
