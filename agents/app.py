@@ -27,8 +27,8 @@ class KafkaOutputs:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         t = settings.topics
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-               "value_serializer": "raw"}
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
+                               "key_serializer": "raw", "value_serializer": "raw"}
         self.events = app.topic(t.events, partitions=settings.partitions, **raw)
         self.by_ip_topic = app.topic(t.events_by_ip, partitions=settings.partitions, **raw)
         self.dlq = app.topic(t.dlq, **raw)

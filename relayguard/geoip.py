@@ -18,7 +18,8 @@ import maxminddb
 from relayguard.errors import ConfigError
 from stream.records import Event, GeoPoint, LoginEvent
 
-# MaxMind omits the radius for some records; treat unknown as imprecise so travel math stays careful.
+# MaxMind omits the radius for some records; unknown counts as imprecise, so travel math
+# stays careful.
 UNKNOWN_RADIUS_KM = 1000.0
 
 

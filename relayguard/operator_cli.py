@@ -36,8 +36,9 @@ async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict
         ends = await consumer.end_offsets(parts)
         latest: dict[bytes, bytes] = {}
         deadline = time.monotonic() + timeout
-        while any(await consumer.position(tp) < ends[tp] for tp in parts):
-            if time.monotonic() > deadline:
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in parts]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, parts, strict=True)):
                 break
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():

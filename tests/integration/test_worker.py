@@ -78,7 +78,8 @@ async def test_malformed_payloads_go_to_dlq_and_worker_goes_on(worker: RunningWo
     }
     expected = {"not_json": "not_json", "invalid_type": "invalid", "missing": "invalid",
                 "unknown": "unknown_type", "oversized": "oversized"}
-    await produce(worker.bootstrap, worker.topics.events, [(user.encode(), v) for v in bad.values()])
+    await produce(worker.bootstrap, worker.topics.events,
+                  [(user.encode(), v) for v in bad.values()])
     # Then a burst that must still be processed: it ends in a lock for `user`.
     now = time.time()
     await produce(worker.bootstrap, worker.topics.events,
