@@ -3,7 +3,12 @@
 Per detector an operator chooses the remedy (alert only, throttle = lock with a TTL, or lock until
 unlocked), the severity and a cool-down; a global dry-run computes everything but marks it so no
 relay enforces it. One incident gives one lock command however many findings arrive: a subject
-already locked at the same or a stronger remedy gets no new command.
+already locked at the same or a stronger remedy gets no new command. Within one batch the
+findings are taken strongest remedy first, so an event that trips a throttle and a lock at once
+gives one lock command, not a throttle and then a lock.
+
+A detector whose policy is `silent` (remedy "alert") produces no alert: its findings still feed
+correlation, which sees every finding before policy does.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class DetectorPolicy:
     severity: Severity = "medium"
     ttl_seconds: float | None = None  # used by "throttle"
     cooldown_seconds: float = 3600.0  # no second alert for the same detector and subject within
+    silent: bool = False  # findings feed correlation only: no alert (ignored unless remedy alert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +79,13 @@ def decide(params: PolicyParams, state: LockState, findings: list[Finding], now:
     """Findings must all be about the same subject."""
     commands: list[LockCommand] = []
     alerts: list[Alert] = []
-    for finding in findings:
+    ranked = sorted(findings, key=lambda f: -_STRENGTH[params.for_detector(f.detector).remedy])
+    for finding in ranked:
         if finding.signal_only or is_allowlisted(params, finding.subject, finding.subject_kind):
             continue
         pol = params.for_detector(finding.detector)
+        if pol.silent and pol.remedy == "alert":
+            continue
         command: LockCommand | None = None
         if _escalates(state, pol.remedy, now):
             state, command = _lock(params, state, finding, pol, now)

@@ -3,6 +3,9 @@
 Distance is the great-circle distance less both accuracy radii (MaxMind's radius is a 67% circle),
 so imprecise locations cannot manufacture a jump. Defaults: 900 km/h (Panther; Elastic 800, Okta
 805), minimum distance 500 km (Elastic), pairs with a radius above 200 km are not judged.
+Logins from allowlisted networks (VPN exits, corporate ranges; `ignore_networks`) are neither judged
+nor stored as the user's last location (Panther), so a VPN hop does not make the next real login
+look like a jump.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 
 from stream import geo_math
 from stream.detector import DetectorSpec
+from stream.detectors.common import IpNetwork, in_networks
 from stream.records import Event, Finding, GeoPoint, LoginEvent
 
 NAME = "impossible_travel"
@@ -21,6 +25,7 @@ class Params:
     max_speed_kmh: float = 900.0
     min_distance_km: float = 500.0
     max_accuracy_radius_km: float = 200.0
+    ignore_networks: tuple[IpNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +47,7 @@ def initial_state() -> State:
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
     if not isinstance(event, LoginEvent) or not event.success or event.geo is None:
         return state, []
-    if event.user is None:
+    if event.user is None or in_networks(event.client_ip, params.ignore_networks):
         return state, []
     here = LastLogin(event.event_time, event.client_ip, event.geo)
     last = state.last

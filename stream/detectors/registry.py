@@ -1,14 +1,42 @@
-"""Every detector the core knows, by name. Adding a detector = a module + one line here."""
+"""Every detector the core knows, by name. Adding a detector = a module + one line here
+(+ a golden file in tests/golden/<name>.json, which a test insists on)."""
 
 from __future__ import annotations
 
 from stream.detector import AnySpec
-from stream.detectors import auth_failures, impossible_travel, volume
+from stream.detectors import (
+    auth_failures,
+    auth_failures_ip,
+    correlation,
+    distributed_guessing,
+    dormant_account,
+    impossible_travel,
+    new_country,
+    password_spray,
+    plaintext_auth,
+    shared_credential,
+    too_many_places,
+    volume,
+    volume_baseline,
+)
 
 ALL: tuple[AnySpec, ...] = (
     volume.SPEC,
     auth_failures.SPEC,
     impossible_travel.SPEC,
+    volume_baseline.SPEC,
+    auth_failures_ip.SPEC,
+    password_spray.SPEC,
+    distributed_guessing.SPEC,
+    new_country.SPEC,
+    too_many_places.SPEC,
+    plaintext_auth.SPEC,
+    dormant_account.SPEC,
+    shared_credential.SPEC,
+    correlation.SPEC,  # reads the others' findings in on_findings
 )
 
 BY_NAME: dict[str, AnySpec] = {spec.name: spec for spec in ALL}
+
+# The three detectors the core started with; the benchmark's baseline.
+SPINE: tuple[AnySpec, ...] = (volume.SPEC, auth_failures.SPEC, impossible_travel.SPEC)

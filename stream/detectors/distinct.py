@@ -1,0 +1,46 @@
+"""Shared engine for "one key failing against many distinct things" detectors: password spraying
+(one IP, many users) and distributed guessing (one user, many IPs).
+
+State is a bounded list of the distinct things seen within the longest rule window, capped at the
+largest threshold + 1: once a rule is crossed the detector does not need to remember more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.detectors.common import Recent, live, touch
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    max_distinct: int  # more than this many distinct things in the window trips the rule
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    watermark: float = float("-inf")
+    seen: Recent = ()
+    reported_until: tuple[float, ...] = ()
+
+
+def observe(rules: tuple[Rule, ...], state: State, thing: str,
+            t: float) -> tuple[State, list[tuple[Rule, Recent]]]:
+    """Record `thing` at `t`; return the rules newly crossed with the things that crossed them."""
+    now = max(state.watermark, t)
+    longest = max((r.window_seconds for r in rules), default=0.0)
+    cap = max((r.max_distinct for r in rules), default=0) + 1
+    seen = touch(state.seen, thing, t, now, longest, cap)
+    n = len(rules)
+    reported = state.reported_until if len(state.reported_until) == n else (float("-inf"),) * n
+    crossed: list[tuple[Rule, Recent]] = []
+    new_reported: list[float] = []
+    for rule, until in zip(rules, reported, strict=True):
+        inside = live(seen, now, rule.window_seconds)
+        if len(inside) > rule.max_distinct and now >= until:
+            until = now + rule.window_seconds
+            crossed.append((rule, inside))
+        new_reported.append(until)
+    return State(now, seen, tuple(new_reported)), crossed
