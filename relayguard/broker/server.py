@@ -8,7 +8,10 @@ Usage:
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,19 +34,26 @@ from relayguard.errors import ConfigError, DownstreamError
 
 JVM_FLAGS = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 LOG_TAIL_LINES = 25
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """Last lines of a broker log, without Java stack frames (the messages say what went wrong)."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    return "\n".join(text[-lines:])
+    kept = [t for t in text if not re.match(r"\s+(at |\.\.\. \d+ more)", t)]
+    return "\n".join(kept[-lines:])
 
 
 class LocalBroker:
     """Owns one broker JVM. `data_dir=None` means a fresh temp dir that stop() deletes; a given
-    data_dir is kept and reused (formatted only once), so its topics survive restarts."""
+    data_dir is kept and reused (formatted only once), so its topics survive restarts.
+
+    die_with_parent: the kernel SIGTERMs the JVM when the thread that called start() dies, so a
+    killed test run leaves no broker behind. Pass False when starting from a short-lived thread.
+    """
 
     def __init__(
         self,
@@ -51,6 +61,7 @@ class LocalBroker:
         version: str = DEFAULT_VERSION,
         port: int | None = None,
         progress: Progress | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.version = version
         self._owns_dir = data_dir is None
@@ -58,6 +69,7 @@ class LocalBroker:
         self.layout = BrokerLayout(Path(root).resolve())
         self._wanted_port = port
         self._progress = progress
+        self._die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
 
@@ -86,6 +98,11 @@ class LocalBroker:
                 f"port {self._wanted_port} on 127.0.0.1 is already in use",
                 hint="stop whatever listens there, or leave the port out to pick a free one",
             )
+        if _locked_by_other_process(self.layout.log_dirs / ".lock"):
+            raise ConfigError(
+                f"another Kafka broker is running on the data dir {self.layout.data_dir}",
+                hint="stop that broker first, or use another --data-dir",
+            )
         self.port = self._wanted_port or free_port()
         controller_port = free_port(exclude={self.port})
         write_config(self.version, self.layout, self.port, controller_port)
@@ -100,6 +117,7 @@ class LocalBroker:
             self._proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.layout.data_dir, start_new_session=True,
+                preexec_fn=_term_on_parent_death if self._die_with_parent else None,
             )  # fmt: skip
         try:
             self._wait_ready(timeout)
@@ -178,6 +196,26 @@ class LocalBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _locked_by_other_process(lock_file: Path) -> bool:
+    """Kafka holds a POSIX lock on <log.dirs>/.lock; a second JVM on the same dir can damage the
+    first one's metadata log before it notices, so refuse before launching."""
+    if not lock_file.exists():
+        return False
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _term_on_parent_death() -> None:
+    """Runs in the child before exec (Linux): ask for SIGTERM when our parent goes away."""
+    with contextlib.suppress(Exception):  # not Linux / no libc: just skip the safety net
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
