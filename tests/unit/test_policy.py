@@ -1,0 +1,117 @@
+"""Policy: findings -> alerts and lock commands, idempotent per subject."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from stream import policy
+from stream.policy import DetectorPolicy, LockState, PolicyParams
+from stream.records import Finding
+
+T0 = 1_796_000_000.0
+POL = {
+    "volume": DetectorPolicy("throttle", "high", ttl_seconds=3600),
+    "impossible_travel": DetectorPolicy("lock", "high"),
+    "new_country": DetectorPolicy("alert", "low"),
+    "quiet": DetectorPolicy("alert", "low", silent=True),
+}
+
+
+def finding(detector: str, subject: str = "alice", t: float = T0, kind: str = "user",
+            signal_only: bool = False) -> Finding:
+    return Finding(detector, subject, kind, t, f"{detector} on {subject}",  # type: ignore[arg-type]
+                   {"n": 1}, signal_only)
+
+
+def test_alert_only_detector_alerts_without_command() -> None:
+    d = policy.decide(PolicyParams(POL), LockState(), [finding("new_country")], T0)
+    assert d.commands == []
+    assert [a.detector for a in d.alerts] == ["new_country"]
+    assert d.alerts[0].remedy == "alert" and d.alerts[0].command_id is None
+
+
+def test_throttle_has_ttl_and_lock_has_none() -> None:
+    d = policy.decide(PolicyParams(POL), LockState(), [finding("volume")], T0)
+    assert d.commands[0].expires_at == T0 + 3600
+    d2 = policy.decide(PolicyParams(POL), LockState(), [finding("impossible_travel")], T0)
+    assert d2.commands[0].expires_at is None
+    assert d2.alerts[0].command_id == d2.commands[0].command_id
+
+
+def test_many_findings_one_incident_one_command() -> None:
+    p = PolicyParams(POL)
+    state = LockState()
+    commands = []
+    for i in range(20):
+        d = policy.decide(p, state, [finding("volume", t=T0 + i)], T0 + i)
+        state = d.state
+        commands += d.commands
+    assert len(commands) == 1
+
+
+def test_strongest_remedy_first_in_one_batch() -> None:
+    d = policy.decide(PolicyParams(POL), LockState(),
+                      [finding("volume"), finding("impossible_travel")], T0)
+    assert [c.detector for c in d.commands] == ["impossible_travel"]
+    assert {a.detector for a in d.alerts} == {"volume", "impossible_travel"}
+
+
+def test_lock_escalates_over_active_throttle_but_not_back() -> None:
+    p = PolicyParams(POL)
+    d1 = policy.decide(p, LockState(), [finding("volume")], T0)
+    d2 = policy.decide(p, d1.state, [finding("impossible_travel")], T0 + 1)
+    assert [c.detector for c in d2.commands] == ["impossible_travel"]
+    assert d2.commands[0].version > d1.commands[0].version
+    d3 = policy.decide(p, d2.state, [finding("volume", t=T0 + 5000)], T0 + 5000)
+    assert d3.commands == []
+
+
+def test_expire_gives_unlock_once() -> None:
+    p = PolicyParams(POL)
+    d = policy.decide(p, LockState(), [finding("volume")], T0)
+    assert policy.expire(p, d.state, "alice", "user", T0 + 3599).commands == []
+    e = policy.expire(p, d.state, "alice", "user", T0 + 3600)
+    assert [c.action for c in e.commands] == ["unlock"]
+    assert e.commands[0].evidence["expired_command_id"] == d.commands[0].command_id
+    assert policy.expire(p, e.state, "alice", "user", T0 + 7200).commands == []
+    # a permanent lock never expires
+    d2 = policy.decide(p, LockState(), [finding("impossible_travel")], T0)
+    assert policy.expire(p, d2.state, "alice", "user", T0 + 10**9).commands == []
+
+
+def test_cooldown_suppresses_repeat_alerts() -> None:
+    p = PolicyParams(POL)
+    d1 = policy.decide(p, LockState(), [finding("new_country")], T0)
+    d2 = policy.decide(p, d1.state, [finding("new_country", t=T0 + 60)], T0 + 60)
+    d3 = policy.decide(p, d2.state, [finding("new_country", t=T0 + 3600)], T0 + 3600)
+    assert (len(d1.alerts), len(d2.alerts), len(d3.alerts)) == (1, 0, 1)
+
+
+def test_allowlisted_user_and_network() -> None:
+    nets = (ipaddress.ip_network("192.0.2.0/24"),)
+    p = PolicyParams(POL, allow_users=frozenset({"alice"}), allow_networks=nets)
+    assert policy.decide(p, LockState(), [finding("volume")], T0).alerts == []
+    ip = finding("volume", subject="192.0.2.9", kind="ip")
+    assert policy.decide(p, LockState(), [ip], T0).commands == []
+    other = finding("volume", subject="198.51.100.9", kind="ip")
+    assert len(policy.decide(p, LockState(), [other], T0).commands) == 1
+
+
+def test_signal_only_and_silent_findings_make_no_noise() -> None:
+    p = PolicyParams(POL)
+    d = policy.decide(p, LockState(), [finding("volume", signal_only=True), finding("quiet")], T0)
+    assert d.commands == [] and d.alerts == []
+
+
+def test_dry_run_marks_everything() -> None:
+    p = PolicyParams(POL, dry_run=True)
+    d = policy.decide(p, LockState(), [finding("volume")], T0)
+    assert d.commands[0].dry_run and d.alerts[0].dry_run
+    assert policy.expire(p, d.state, "alice", "user", T0 + 3600).commands[0].dry_run
+
+
+def test_command_ids_are_deterministic() -> None:
+    p = PolicyParams(POL)
+    a = policy.decide(p, LockState(), [finding("volume")], T0).commands[0]
+    b = policy.decide(p, LockState(), [finding("volume")], T0).commands[0]
+    assert a.command_id == b.command_id and a.version == b.version == int(T0 * 1000)
