@@ -8,10 +8,12 @@ are idempotent through event ids (dedupe in the core) and deterministic command 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
 
+from agents.control import Tables, due_for_expiry, handle_control, sync_record, tick_record
 from agents.metrics import Metrics
 from agents.pipeline import Origin, Pipeline
 from relayguard.geoip import GeoLocator
@@ -34,6 +36,7 @@ class KafkaOutputs:
         self.dlq = app.topic(t.dlq, **raw)
         self.locks = app.topic(t.locks, **raw)
         self.alerts = app.topic(t.alerts, **raw)
+        self.control = app.topic(t.control, partitions=settings.partitions, **raw)
 
     async def dead_letter(self, record: dict[str, object]) -> None:
         await self.dlq.send(value=codec.dumps(record))
@@ -46,6 +49,9 @@ class KafkaOutputs:
     async def alert(self, alert: Alert) -> None:
         await self.alerts.send(key=alert.subject.encode(),
                                value=codec.dumps(codec.alert_to_dict(alert)))
+
+    async def send_control(self, record: tuple[bytes, bytes]) -> None:
+        await self.control.send(key=record[0], value=record[1])
 
     async def reroute(self, key: str, raw: bytes) -> None:
         await self.events.send(key=key.encode(), value=raw)
@@ -100,6 +106,34 @@ def create_app(settings: Settings, params: engine.CoreParams,
                 await pipeline.ingest_by_ip(ev.value, ips)
             except Exception:
                 log.exception("unexpected error on by-ip record; skipped")
+
+    tables: Tables = {"user": users, "ip": ips}
+
+    @app.agent(outputs.locks, concurrency=1)
+    async def follow_locks(stream: Any) -> None:
+        """Commands others issued (operators, CLI) reach the partition owning the subject."""
+        async for ev in stream.events():
+            try:
+                command = codec.decode_lock_command(ev.value)
+            except codec.Rejected as exc:
+                log.error("unreadable record on %s skipped: %s", settings.topics.locks, exc)
+                continue
+            if command.issuer != params.policy.issuer:
+                await outputs.send_control(sync_record(command))
+
+    @app.agent(outputs.control, concurrency=1)
+    async def control(stream: Any) -> None:
+        async for ev in stream.events():
+            await handle_control(pipeline, ev.value, tables)
+
+    scanned = {"done": False}
+
+    @app.timer(interval=settings.expiry_check_seconds)  # type: ignore[untyped-decorator]
+    async def expire_throttles() -> None:
+        now = time.time()  # the shell owns the clock; the core gets `now` passed in
+        for kind, key in due_for_expiry(pipeline, tables, now, not scanned["done"]):
+            await outputs.send_control(tick_record(kind, key, now))
+        scanned["done"] = True
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -53,6 +53,9 @@ class Pipeline:
         self.outputs = outputs
         self.metrics = metrics
         self.has_ip_detectors = bool(params.for_kind("ip"))
+        # (kind, key) -> expiry of the throttles this worker knows, so the expiry timer need
+        # not unpickle every state; filled as states are stored (and by one scan at start).
+        self.expiring: dict[tuple[SubjectKind, str], float] = {}
 
     async def ingest(
         self, raw: bytes, origin: Origin, users: MutableMapping[str, bytes]
@@ -99,8 +102,17 @@ class Pipeline:
         self.metrics.inc("events_total", outcome=result.outcome)
         if result.outcome == "duplicate":
             return
-        table[key] = state_codec.dumps(result.state)
+        self.store(kind, key, result.state, table)
         await self.emit(result)
+
+    def store(self, kind: SubjectKind, key: str, state: engine.KeyState,
+              table: MutableMapping[str, bytes]) -> None:
+        table[key] = state_codec.dumps(state)
+        expires = state.lock.expires_at if state.lock.locked else None
+        if expires is None:
+            self.expiring.pop((kind, key), None)
+        else:
+            self.expiring[(kind, key)] = expires
 
     async def emit(self, result: engine.StepResult) -> None:
         for finding in result.findings:

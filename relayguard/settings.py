@@ -46,6 +46,11 @@ class Topics(BaseModel):
     def events_by_ip(self) -> str:
         return self.name("events.by-ip")
 
+    @property
+    def control(self) -> str:
+        """Worker-internal: lock commands and expiry ticks routed to the subject's partition."""
+        return self.name("control")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -73,6 +78,9 @@ class Settings(BaseSettings):
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
     relay_id: str = Field("relay-1", description="this relay's id in events and acks")
+    expiry_check_seconds: float = Field(
+        15.0, gt=0, description="how often the worker turns expired throttles into unlocks"
+    )
 
     @classmethod
     def settings_customise_sources(

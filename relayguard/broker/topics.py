@@ -1,8 +1,8 @@
 """Create relayguard's topics explicitly (partition count + configs), idempotently.
 
 Topic layout (see standard_topics):
-- events, events.by-ip: `settings.partitions` partitions; the Faust tables are co-partitioned
-  with them, so both must have the same count.
+- events, events.by-ip, control: `settings.partitions` partitions; the Faust tables are
+  co-partitioned with them, so they must all have the same count.
 - locks: compacted, ONE partition. Lock commands are few; a single partition gives a total
   order of lock/unlock per subject across the fleet and lets every relay replay the whole
   topic from offset 0 with one simple assignment.
@@ -50,6 +50,7 @@ def standard_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.locks, 1, compacted, rf),
         TopicSpec(t.lock_acks, 1, {}, rf),
         TopicSpec(t.alerts, 1, {}, rf),
+        TopicSpec(t.control, settings.partitions, {}, rf),
     ]
 
 

@@ -1,0 +1,26 @@
+from stream.lock_sync import apply_command
+from stream.policy import LockState
+from stream.records import LockCommand
+
+
+def cmd(action: str, version: int, expires: float | None = None, dry: bool = False) -> LockCommand:
+    return LockCommand(f"c{version}", "alice", "user", action, "r", "operator", {}, 1.0,  # type: ignore[arg-type]
+                       expires, "cli", version, dry_run=dry)
+
+
+def test_operator_unlock_clears_a_permanent_lock() -> None:
+    locked = LockState(locked=True, remedy="lock", version=10)
+    state = apply_command(locked, cmd("unlock", 11))
+    assert not state.locked and state.version == 11
+
+
+def test_older_or_dry_run_commands_change_nothing() -> None:
+    locked = LockState(locked=True, remedy="lock", version=10)
+    assert apply_command(locked, cmd("unlock", 9)) is locked
+    assert apply_command(locked, cmd("unlock", 10)) is locked
+    assert apply_command(locked, cmd("unlock", 12, dry=True)) is locked
+
+
+def test_external_lock_with_ttl_is_a_throttle() -> None:
+    state = apply_command(LockState(), cmd("lock", 5, expires=100.0))
+    assert state.locked and state.remedy == "throttle" and state.expires_at == 100.0
