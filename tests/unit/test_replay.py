@@ -1,0 +1,98 @@
+"""`relayguard replay FILE`: the production core over a file, bad lines reported not fatal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from relayguard.replay import replay
+from stream.timefmt import to_rfc3339
+
+T0 = 1_796_000_000.0
+
+
+def send(i: int, t: float, user: str = "mallory@example.com") -> bytes:
+    return orjson.dumps({"type": "send", "event_id": f"s{i}", "event_time": to_rfc3339(t),
+                         "relay_id": "r1", "user": user, "client_ip": "192.0.2.1",
+                         "sender": user, "recipient_count": 1, "size": 100})
+
+
+def login(i: int, t: float, geo: dict[str, object] | None = None) -> bytes:
+    d: dict[str, object] = {"type": "login", "event_id": f"l{i}", "event_time": to_rfc3339(t),
+                            "relay_id": "r1", "user": "alice@example.com",
+                            "client_ip": f"203.0.113.{i}", "success": True,
+                            "tls_protocol": "TLSv1.3"}
+    if geo:
+        d["geo"] = geo
+    return orjson.dumps(d)
+
+
+def write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_replay_reports_findings_commands_and_bad_lines(tmp_path: Path) -> None:
+    lines = [send(i, T0 + i) for i in range(12)]
+    lines.insert(3, b"{not json")
+    lines.insert(6, b'{"type": "send", "event_id": "x"}')
+    lines.append(login(1, T0 + 100, {"lat": 51.5, "lon": -0.13, "radius_km": 10, "country": "GB"}))
+    lines.append(login(2, T0 + 700, {"lat": 40.7, "lon": -74.0, "radius_km": 10, "country": "US"}))
+    f = write(tmp_path / "events.jsonl", lines)
+    res = CliRunner().invoke(replay, [str(f), "--progress-every", "5"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "line 4: not_json" in res.stderr
+    assert "line 7: invalid" in res.stderr
+    assert "... line" in res.stderr  # progress
+    assert "FINDING" in out and "volume user:mallory@example.com" in out
+    assert "COMMAND lock user:mallory@example.com by volume" in out
+    assert "COMMAND lock user:alice@example.com by impossible_travel" in out
+    assert "bad lines 2" in out and "events 14" in out
+    assert "impossible_travel 1" in out and "volume 1" in out
+    assert "users affected 2" in out
+    assert "events/s" in out
+
+
+def test_replay_config_and_dry_run(tmp_path: Path) -> None:
+    cfg = tmp_path / "relayguard.toml"
+    cfg.write_text('[policy]\ndry_run = true\n[detectors.volume.users."mallory@example.com"]\n'
+                   'messages_1m = 20\n')
+    f = write(tmp_path / "e.jsonl", [send(i, T0 + i) for i in range(15)])
+    res = CliRunner().invoke(replay, [str(f), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "findings 0" in res.stdout
+    f2 = write(tmp_path / "e2.jsonl", [send(i, T0 + i) for i in range(25)])
+    res = CliRunner().invoke(replay, [str(f2), "--config", str(cfg), "-q"])
+    assert "lock 1" in res.stdout and "COMMAND" not in res.stdout
+    res = CliRunner().invoke(replay, [str(f2), "--config", str(cfg)])
+    assert "(dry run)" in res.stdout
+
+
+def test_replay_bad_config_is_a_named_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[detectors.nosuch]\nx = 1\n")
+    f = write(tmp_path / "e.jsonl", [send(0, T0)])
+    res = CliRunner().invoke(replay, [str(f), "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert "configuration error" in res.stderr and "nosuch" in res.stderr
+
+
+def test_replay_throttle_expiry_at_end(tmp_path: Path) -> None:
+    lines = [send(i, T0 + i) for i in range(11)] + [send(99, T0 + 7200, "other@example.com")]
+    f = write(tmp_path / "e.jsonl", lines)
+    res = CliRunner().invoke(replay, [str(f)])
+    assert "COMMAND unlock user:mallory@example.com by policy.expiry" in res.stdout
+
+
+def test_replay_postfix_log(tmp_path: Path) -> None:
+    lines = [f"Nov 29 10:15:{i:02d} mx1 postfix/smtpd[78]: warning: unknown[203.0.113.9]: "
+             "SASL PLAIN authentication failed: UGFzc3dvcmQ6".encode() for i in range(6)]
+    f = write(tmp_path / "mail.log", lines)
+    res = CliRunner().invoke(replay, [str(f), "--format", "postfix-log",
+                                      "--reference-time", str(T0)])
+    assert res.exit_code == 0, res.output
+    assert "events 6" in res.stdout
+    assert "auth_failures_ip ip:203.0.113.9" in res.stdout
