@@ -15,7 +15,8 @@ T0 = 1_796_000_000.0
 
 def vparams(cfg: dict[str, object]) -> volume.Params:
     core = build_core_params(Settings(detectors={"volume": cfg}))
-    return next(d.params for d in core.detectors if d.spec.name == "volume")
+    found: volume.Params = next(d.params for d in core.detectors if d.spec.name == "volume")
+    return found
 
 
 def limits_for(p: volume.Params, user: str) -> dict[str, tuple[int | None, str]]:
