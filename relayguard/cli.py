@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
 
-from relayguard.errors import RelayguardError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from relayguard.cli_support import friendly_errors
 
 SETTINGS_HELP = """
 Configuration comes from RELAYGUARD_* environment variables and an optional TOML file named by
@@ -20,20 +14,6 @@ RELAYGUARD_CONFIG_FILE. The main ones: RELAYGUARD_BOOTSTRAP_SERVERS (default 127
 RELAYGUARD_TOPICS__PREFIX (default "relayguard."), RELAYGUARD_PARTITIONS (default 4),
 RELAYGUARD_GEOIP_CITY_DB (MaxMind/DB-IP City .mmdb), RELAYGUARD_DATA_DIR (default .relayguard).
 """
-
-
-def friendly_errors(fn: F) -> F:
-    """Print our errors as 'whose fault: what, what to do' and exit 2 instead of a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RelayguardError as exc:
-            click.echo(exc.explain(), err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(help="relayguard: real-time abuse monitor for fleets of SMTP relays.\n"

@@ -12,6 +12,8 @@ from typing import Any
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from relayguard.cli_support import friendly_errors
+from relayguard.errors import DownstreamError
 from relayguard.settings import load_settings
 from stream import codec
 from stream.records import LockCommand, SubjectKind
@@ -27,10 +29,12 @@ async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
+        # consumer.topics() fetches but does not keep metadata; ask the client directly.
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = [TopicPartition(topic, p) for p in (cluster.partitions_for_topic(topic) or [])]
         if not parts:
-            await consumer.force_metadata_update()
-            parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
+            raise DownstreamError(f"topic {topic} does not exist on {bootstrap}",
+                                  "start a worker once (it creates the topics) or check the prefix")
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -87,6 +91,7 @@ def _subject_options(fn: Any) -> Any:
 @click.command(help="Lock a user (or, with --ip, a client IP) on every relay now.")
 @_subject_options
 @click.option("--ttl", type=float, default=None, help="seconds until it expires (default: never)")
+@friendly_errors
 def lock(subject: str, is_ip: bool, reason: str, ttl: float | None) -> None:
     cmd = asyncio.run(_operator_command("lock", subject, "ip" if is_ip else "user", reason, ttl))
     click.echo(f"locked {cmd.subject_kind} {cmd.subject} (command {cmd.command_id}, "
@@ -95,6 +100,7 @@ def lock(subject: str, is_ip: bool, reason: str, ttl: float | None) -> None:
 
 @click.command(help="Unlock a user (or, with --ip, a client IP) on every relay.")
 @_subject_options
+@friendly_errors
 def unlock(subject: str, is_ip: bool, reason: str) -> None:
     cmd = asyncio.run(_operator_command("unlock", subject, "ip" if is_ip else "user", reason, None))
     click.echo(f"unlocked {cmd.subject_kind} {cmd.subject} (command {cmd.command_id}, "
@@ -102,6 +108,7 @@ def unlock(subject: str, is_ip: bool, reason: str) -> None:
 
 
 @click.command(help="List what is locked now, from the compacted lock topic.")
+@friendly_errors
 def locks() -> None:
     s = load_settings()
     latest = asyncio.run(read_latest(s.bootstrap_servers, s.topics.locks))
