@@ -42,8 +42,9 @@ def _mount() -> None:
     from relayguard.broker.cli import broker
     from relayguard.demo import demo
     from relayguard.operator_cli import lock, locks, unlock
+    from relayguard.replay import replay
 
-    for command in (broker, demo, lock, unlock, locks):
+    for command in (broker, demo, lock, unlock, locks, replay):
         main.add_command(command)
 
 
