@@ -114,7 +114,7 @@ class LogParser:
             ip = P.clean_ip(m["ip"])
             if ip is None:
                 return None
-            user = m["user"] or None
+            user = P.clean_user(m["user"])
             reason = P.postfix_reason(m["reason"])
             v = self._take_verdict(ip, user, h.time)
             if v is not None and reason == "bad_credentials":

@@ -56,6 +56,13 @@ _BACKEND = re.compile(
 )
 
 
+def clean_user(text: str | None) -> str | None:
+    """Postfix writes sasl_username=(unavailable) when the backend went away mid-AUTH."""
+    if not text or text in ("(unavailable)", "(unknown)"):
+        return None
+    return text
+
+
 def clean_ip(text: str | None) -> str | None:
     """A normalised IP address, or None for anything that is not one."""
     if not text:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -65,6 +66,16 @@ def ensure_installed() -> None:
 def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout,
                           check=False)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process we started (Linux /proc)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            out += [int(p) for p in text.split()]
+    return out
 
 
 def _wait_port(port: int, deadline: float) -> bool:
@@ -119,17 +130,10 @@ class PostfixEnv:
 
     def start(self) -> None:
         deadline = time.monotonic() + 30
-        with (self.directory / "dovecot.stderr").open("wb") as err:
-            self._dovecot = subprocess.Popen(
-                ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")], env=_env(),
-                stdout=subprocess.DEVNULL, stderr=err)
         self._sink = subprocess.Popen(
             ["smtp-sink", "-u", "postfix", "-c", f"127.0.0.1:{self.sink_port}", "100"],
             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not _wait_port(self.auth_port, deadline):
-            raise HarnessError(f"dovecot auth did not listen on {self.auth_port}:\n"
-                               + self._tail(self.directory / "dovecot.stderr")
-                               + self._tail(self.dovecot_log))
+        self.start_dovecot(deadline)
         check = _run(["postfix", "-c", str(self.config_dir), "check"])
         if check.returncode != 0:
             raise HarnessError(f"postfix check failed:\n{check.stdout}{check.stderr}"
@@ -142,6 +146,43 @@ class PostfixEnv:
                                f"{proc.stderr}" + self._tail(self.maillog))
         if not _wait_port(self.sink_port, deadline):
             raise HarnessError(f"smtp-sink did not listen on {self.sink_port}")
+
+    def start_dovecot(self, deadline: float | None = None) -> None:
+        """Start the SASL backend (also after stop_dovecot(), to end a simulated outage)."""
+        deadline = deadline or time.monotonic() + 30
+        with (self.directory / "dovecot.stderr").open("ab") as err:
+            self._dovecot = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(self.directory / "dovecot.conf")], env=_env(),
+                stdout=subprocess.DEVNULL, stderr=err)
+        if not _wait_port(self.auth_port, deadline):
+            raise HarnessError(f"dovecot auth did not listen on {self.auth_port}:\n"
+                               + self._tail(self.directory / "dovecot.stderr")
+                               + self._tail(self.dovecot_log))
+
+    def stop_dovecot(self) -> None:
+        """Take the SASL backend away (an outage as Postfix sees it)."""
+        proc, self._dovecot = self._dovecot, None
+        if proc is not None and proc.poll() is None:
+            # Kill the auth processes first (they would keep serving open connections for a
+            # while after a clean stop) while the master still lives to reap them.
+            for pid in _children(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            proc.terminate()
+            proc.wait(15)
+        deadline = time.monotonic() + 10
+        while _wait_port(self.auth_port, time.monotonic() + 0.2):  # children go a bit later
+            if time.monotonic() > deadline:
+                raise HarnessError(f"dovecot auth still listens on {self.auth_port}")
+            time.sleep(0.1)
+
+    def reload(self) -> None:
+        """`postfix reload`: fresh smtpd processes (they cache the Dovecot connection) and a
+        reopened maillog (postlogd keeps writing to a renamed file until then)."""
+        proc = _run(["postfix", "-c", str(self.config_dir), "reload"])
+        if proc.returncode != 0:
+            raise HarnessError(f"postfix reload exited {proc.returncode}: {proc.stderr}")
 
     def stop(self) -> None:
         if self._postfix_started:

@@ -5,8 +5,11 @@ follower from Kafka) refuses locked users; send events and login events reach Ka
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
+import smtplib
+import ssl
 import subprocess
 import sys
 import time
@@ -87,6 +90,66 @@ async def test_wrong_password_is_a_failure_login(postfix_env: PostfixEnv,
     # Dovecot says "unknown user"; the refinement needs its line read before Postfix's.
     assert e.failure_reason in ("unknown_user", "bad_credentials")
     f.close()
+
+
+def _auth_plain_after_ehlo(env: PostfixEnv, user: str, password: str,
+                           between: Callable[[], None]) -> tuple[int, bytes]:
+    """STARTTLS + EHLO (smtpd talks to Dovecot), run `between`, then AUTH PLAIN."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP("127.0.0.1", env.submission_port, timeout=30) as c:
+        c.ehlo()
+        c.starttls(context=ctx)
+        c.ehlo()
+        between()
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return c.docmd("AUTH", "PLAIN " + token)
+
+
+async def test_backend_outage_is_not_a_bad_password(postfix_env: PostfixEnv,
+                                                   tmp_path: Path) -> None:
+    f, pub = log_follower(postfix_env, tmp_path)
+    try:
+        code, text = await asyncio.to_thread(
+            _auth_plain_after_ehlo, postfix_env, "alice", postfix_env.users["alice"],
+            postfix_env.stop_dovecot)
+        assert code == 454, text
+        e = await wait_for_login(f, pub, postfix_env, lambda e: not e.success)
+        # Postfix 3.7.11 logs "sasl_username=(unavailable)" here: no user, not a guess.
+        assert (e.failure_reason, e.user, e.client_ip) == ("backend_unavailable", None,
+                                                           "127.0.0.1")
+    finally:
+        postfix_env.start_dovecot()
+        postfix_env.reload()  # smtpd processes that saw the outage fail their next AUTH once
+        f.close()
+    await _until_swaks(postfix_env, "alice", 0, timeout=10)
+
+
+async def test_follower_survives_real_rotation_and_restart(postfix_env: PostfixEnv,
+                                                          tmp_path: Path) -> None:
+    env = postfix_env
+    f, pub = log_follower(env, tmp_path)
+    await env.swaks_async("alice", env.users["alice"], expect=0)
+    await wait_for_login(f, pub, env, lambda e: e.user == "alice")
+    rotated = env.directory / f"maillog.{int(time.time() * 1000)}"
+    env.maillog.rename(rotated)
+    await f.poll_once()  # path gone: the follower keeps reading the renamed file
+    # Postfix (postlogd) writes to the renamed file until it is reloaded.
+    await env.swaks_async("bob", env.users["bob"], expect=0)
+    await wait_for_login(f, pub, env, lambda e: e.user == "bob")
+    env.reload()
+    await env.swaks_async("carol", env.users["carol"], expect=0)
+    await wait_for_login(f, pub, env, lambda e: e.user == "carol")
+    f.close()
+    # A restarted follower resumes from its checkpoint in the new file: nothing old again.
+    f2 = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e"), pub,
+                     CheckpointStore(tmp_path / "ckpt"), from_end=False)
+    await env.swaks_async("alice", env.users["alice"], expect=0)
+    await wait_for_login(f2, pub, env, lambda e: e.user == "alice" and e is not pub.events[0])
+    f2.close()
+    logins = [(e.user, e.success) for e in pub.events if isinstance(e, LoginEvent)]
+    assert logins == [("alice", True), ("bob", True), ("carol", True), ("alice", True)]
+    assert len({e.event_id for e in pub.events}) == 4
 
 
 async def test_tail_command_publishes_login_events_to_kafka(

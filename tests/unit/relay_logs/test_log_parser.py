@@ -117,6 +117,13 @@ def test_backend_outage_is_not_bad_credentials(reason: str) -> None:
     assert e.failure_reason == "backend_unavailable" and not e.success
 
 
+def test_backend_outage_as_postfix_3_7_logs_it() -> None:
+    # seen on Postfix 3.7.11 when Dovecot's auth process died between EHLO and AUTH
+    [e] = run(SMTPD.format(s=3) + "warning: localhost[127.0.0.1]: SASL PLAIN authentication failed: "
+              "Connection lost to authentication server, sasl_username=(unavailable)")
+    assert (e.user, e.failure_reason, e.success) == (None, "backend_unavailable", False)
+
+
 @pytest.mark.parametrize(
     ("line", "ip", "user", "mech"),
     [
