@@ -26,6 +26,7 @@ from relayguard.core_params import build_core_params
 from relayguard.errors import ConfigError, RelayguardError
 from relayguard.settings import Settings
 from stream import codec, engine
+from stream.detectors import registry
 from stream.engine import CoreParams, KeyState, StepResult
 from stream.records import Event, Finding, GeoPoint, LockCommand, LoginEvent, SubjectKind
 from stream.timefmt import to_rfc3339
@@ -51,17 +52,17 @@ class Replayer:
     params: CoreParams
     states: dict[tuple[SubjectKind, str], KeyState] = field(default_factory=dict)
     watermark: float = float("-inf")
+    kinds: tuple[SubjectKind, ...] | None = None  # default: the kinds some detector lives in
 
     def __post_init__(self) -> None:
-        self._kinds: tuple[SubjectKind, ...] = tuple(
-            k for k in ("user", "ip") if self.params.for_kind(k)
-        )
+        if self.kinds is None:
+            self.kinds = tuple(k for k in ("user", "ip") if self.params.for_kind(k))
 
     def feed(self, event: Event) -> list[StepResult]:
         results = []
-        for kind in self._kinds:
+        for kind in self.kinds or ():
             key = event.user if kind == "user" else event.client_ip
-            if key is None:
+            if key is None or (kind == "ip" and not registry.needs_ip_state(event)):
                 continue
             res = engine.step(self.params, kind, key, self.states.get((kind, key)), event)
             self.states[(kind, key)] = res.state

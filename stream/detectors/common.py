@@ -17,17 +17,30 @@ def touch(recent: Recent, thing: str, t: float, now: float, window: float, cap: 
     """`recent` with `thing` seen at `t`, entries older than `now - window` dropped, and at
     most `cap` entries kept (the least recently seen go first)."""
     horizon = now - window
-    seen = max(t, next((s for k, s in recent if k == thing), t))
-    kept = [(k, s) for k, s in recent if k != thing and s >= horizon]
+    seen = t
+    kept: list[tuple[str, float]] = []
+    for k, s in recent:
+        if k == thing:
+            seen = max(seen, s)
+        elif s >= horizon:
+            kept.append((k, s))
     if seen >= horizon:
-        kept.append((thing, seen))
-        kept.sort(key=lambda ks: ks[1])
+        if kept and seen < kept[-1][1]:  # a late event: keep the list ordered by time
+            kept.append((thing, seen))
+            kept.sort(key=lambda ks: ks[1])
+        else:
+            kept.append((thing, seen))
     return tuple(kept[-cap:])
 
 
 def live(recent: Recent, now: float, window: float) -> Recent:
     horizon = now - window
     return tuple((k, s) for k, s in recent if s >= horizon)
+
+
+def count_live(recent: Recent, now: float, window: float) -> int:
+    horizon = now - window
+    return sum(1 for _, s in recent if s >= horizon)
 
 
 @lru_cache(maxsize=4096)
@@ -49,6 +62,10 @@ def in_networks(ip: str, networks: tuple[IpNetwork, ...]) -> bool:
 def network_of(ip: str, v4_prefix: int = 16, v6_prefix: int = 48) -> str:
     """The network an address belongs to for "same or unrelated network" questions: its /16
     (IPv4) or /48 (IPv6, a typical site allocation). Unparseable text stands for itself."""
+    if v4_prefix == 16 and ip.count(".") == 3 and ":" not in ip:  # fast path, no parsing
+        a, b, _, _ = ip.split(".")
+        if a.isdigit() and b.isdigit():
+            return f"{int(a)}.{int(b)}.0.0/16"
     addr = parse_ip(ip)
     if addr is None:
         return ip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.detectors.common import Recent, live, touch
+from stream.detectors.common import Recent, count_live, live, touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +38,8 @@ def observe(rules: tuple[Rule, ...], state: State, thing: str,
     crossed: list[tuple[Rule, Recent]] = []
     new_reported: list[float] = []
     for rule, until in zip(rules, reported, strict=True):
-        inside = live(seen, now, rule.window_seconds)
-        if len(inside) > rule.max_distinct and now >= until:
+        if now >= until and count_live(seen, now, rule.window_seconds) > rule.max_distinct:
             until = now + rule.window_seconds
-            crossed.append((rule, inside))
+            crossed.append((rule, live(seen, now, rule.window_seconds)))
         new_reported.append(until)
     return State(now, seen, tuple(new_reported)), crossed

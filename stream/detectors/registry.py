@@ -19,6 +19,7 @@ from stream.detectors import (
     volume,
     volume_baseline,
 )
+from stream.records import Event, LoginEvent
 
 ALL: tuple[AnySpec, ...] = (
     volume.SPEC,
@@ -40,3 +41,11 @@ BY_NAME: dict[str, AnySpec] = {spec.name: spec for spec in ALL}
 
 # The three detectors the core started with; the benchmark's baseline.
 SPINE: tuple[AnySpec, ...] = (volume.SPEC, auth_failures.SPEC, impossible_travel.SPEC)
+
+
+def needs_ip_state(event: Event) -> bool:
+    """Whether an event matters to the per-IP detectors (auth_failures_ip, password_spray): they
+    read failed logins only. The worker's by-IP repartition and `replay` step IP keys for these
+    events alone, so ordinary senders create no IP state. A test holds every IP-keyed detector
+    in ALL to this."""
+    return isinstance(event, LoginEvent) and not event.success

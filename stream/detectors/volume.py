@@ -88,7 +88,10 @@ class Params:
 
 def resolve(params: Params, user: str) -> list[tuple[int | None, str]]:
     """Per limit (same order as `params.limits`): the value that applies and where it came from."""
-    levels = params.tiers.levels(user)
+    tiers = params.tiers
+    if not (tiers.users or tiers.domains or tiers.plans):  # the common case: defaults only
+        return [(lim.limit, "default") for lim in params.limits]
+    levels = tiers.levels(user)
     out: list[tuple[int | None, str]] = []
     for lim in params.limits:
         for label, values in levels:

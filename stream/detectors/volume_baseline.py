@@ -70,12 +70,13 @@ def _roll(params: Params, state: State, hour: int, learned: bool) -> State:
     skipped = hour - state.hour - 1
     if skipped > 0:  # each skipped hour folds a zero into its slot: closed form, O(slots)
         full, rest = divmod(skipped, n)
+        keep = 1 - params.alpha
+        base = keep**full
+        first = state.hour + 1
         for s in range(n):
-            k = full + (1 if (s - state.hour - 1) % n < rest else 0)
-            if k:
-                prof[s] *= (1 - params.alpha) ** k
-    return State(state.first_seen, hour, 0, tuple(round(x, 3) for x in prof),
-                 state.reported_hour)
+            k_extra = (s - first) % n < rest
+            prof[s] *= base * keep if k_extra else base
+    return State(state.first_seen, hour, 0, tuple(prof), state.reported_hour)
 
 
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
