@@ -1,0 +1,156 @@
+"""Throughput and lock latency of the real worker on a real local broker, against a baseline.
+
+    .venv/bin/python bench/worker_bench.py [--events 20000] [--users 2000] [--bursts 20]
+
+1. Baseline: a bare aiokafka consumer reading and JSON-decoding the same N events (the floor
+   any Kafka consumer pays on this machine).
+2. Worker: the same N events through `relayguard worker` (decode, validate, dedupe, enrich,
+   every detector, table write + changelog, outputs); throughput counted from the moment the
+   worker is ready until its /metrics counts all N.
+3. Lock latency: for each of B spammers, time from producing an 11-message burst to the lock
+   command being readable on the lock topic; p50/p90/max.
+Timing figures only; nothing here is pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from relayguard.broker.server import LocalBroker
+from relayguard.broker.topics import ensure_topics, standard_topics
+from relayguard.demo_geodb import write_city_db
+from relayguard.settings import Settings, Topics
+from relayguard.worker_process import WorkerProcess
+from stream import codec
+from stream.records import Event, LoginEvent, SendEvent
+
+IPS = ["192.0.2.10", "192.0.2.130", "198.51.100.7", "203.0.113.9", "2001:db8::5"]
+
+
+def traffic(n: int, n_users: int, t0: float) -> list[Event]:
+    rnd = random.Random(7)
+    out: list[Event] = []
+    for i in range(n):
+        user = f"u{rnd.randrange(n_users)}@example.com"
+        t = t0 + i * 0.01
+        if rnd.random() < 0.3:
+            out.append(LoginEvent(str(uuid.uuid4()), t, "bench", user, rnd.choice(IPS),
+                                  rnd.random() > 0.1, "TLSv1.3", "PLAIN"))
+        else:
+            out.append(SendEvent(str(uuid.uuid4()), t, "bench", user, rnd.choice(IPS), user,
+                                 1, 2000))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, events: list[Event]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send(topic, codec.encode_event(e), key=(e.user or e.client_ip).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def baseline(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    start, seen = time.perf_counter(), 0
+    try:
+        while seen < n:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for r in records:
+                    orjson.loads(r.value)
+                    seen += 1
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+def processed(worker: WorkerProcess) -> int:
+    text = worker.get("/metrics") or ""
+    return sum(int(v) for v in re.findall(r'^relayguard_worker_events_total\{[^}]*\} (\d+)$',
+                                          text, re.M))
+
+
+async def lock_latencies(bootstrap: str, topics: Topics, bursts: int) -> list[float]:
+    consumer = AIOKafkaConsumer(topics.locks, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="latest")
+    await consumer.start()
+    await asyncio.sleep(1)
+    out = []
+    try:
+        for b in range(bursts):
+            user = f"spammer{b}-{uuid.uuid4().hex[:4]}"
+            now = time.time()
+            start = time.perf_counter()
+            await produce(bootstrap, topics.events, [
+                SendEvent(str(uuid.uuid4()), now + i * 0.1, "bench", user, IPS[0], user, 1, 100)
+                for i in range(11)])
+            found = False
+            while not found:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    found |= any(r.key == codec.lock_key("user", user) for r in records)
+            out.append(time.perf_counter() - start)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--bursts", type=int, default=20)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="relayguard-bench-"))
+    broker = LocalBroker(data_dir=work / "broker")
+    broker.start()
+    worker = None
+    try:
+        bs = broker.bootstrap
+        settings = Settings(bootstrap_servers=bs, partitions=4)
+        asyncio.run(ensure_topics(bs, standard_topics(settings)))
+        events = traffic(args.events, args.users, time.time() - args.events * 0.01)
+        print(f"producing {len(events)} events for {args.users} users ...", file=sys.stderr)
+        asyncio.run(produce(bs, settings.topics.events, events))
+        base = asyncio.run(baseline(bs, settings.topics.events, len(events)))
+        worker = WorkerProcess({"RELAYGUARD_BOOTSTRAP_SERVERS": bs,
+                                "RELAYGUARD_GEOIP_CITY_DB": str(write_city_db(work / "c.mmdb")),
+                                "RELAYGUARD_DATA_DIR": str(work / "w")}, work / "worker.log")
+        worker.start(timeout=120)
+        start, done_at_start = time.perf_counter(), processed(worker)
+        while processed(worker) < len(events):
+            time.sleep(0.2)
+        rate = (len(events) - done_at_start) / (time.perf_counter() - start)
+        lat = sorted(asyncio.run(lock_latencies(bs, settings.topics, args.bursts)))
+        print(f"baseline  bare aiokafka consume+decode : {base:10,.0f} events/s")
+        print(f"worker    all detectors, tables, outputs: {rate:10,.0f} events/s "
+              f"({rate / base:.1%} of baseline; counted from worker ready)")
+        print(f"lock latency (burst produced -> lock readable), {len(lat)} bursts: "
+              f"p50 {statistics.median(lat) * 1000:.0f} ms, "
+              f"p90 {lat[int(len(lat) * 0.9) - 1] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
+    finally:
+        if worker:
+            worker.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
