@@ -28,6 +28,11 @@ from stream.detectors import registry
 from stream.engine import CoreParams
 from stream.records import Event, GeoPoint, LoginEvent, SendEvent
 
+
+def _size(state: object) -> int:
+    """Bytes as the worker's table stores it (agents/state_codec.py pickles at HIGHEST)."""
+    return len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
 T0 = 1_796_000_000.0
 PLACES = [GeoPoint(52.52, 13.405, 20, "DE", "Berlin"), GeoPoint(48.857, 2.352, 20, "FR", "Paris"),
           GeoPoint(51.507, -0.128, 10, "GB", "London"), GeoPoint(40.713, -74.006, 10, "US", None),
@@ -77,8 +82,8 @@ def measure(label: str, params: CoreParams, events: list[Event]) -> dict[str, fl
     for ev in events:
         rep.feed(ev)
     seconds = time.perf_counter() - start
-    user_sizes = [len(pickle.dumps(s)) for (k, _), s in rep.states.items() if k == "user"]
-    ip_sizes = [len(pickle.dumps(s)) for (k, _), s in rep.states.items() if k == "ip"]
+    user_sizes = [_size(s) for (k, _), s in rep.states.items() if k == "user"]
+    ip_sizes = [_size(s) for (k, _), s in rep.states.items() if k == "ip"]
     row = {"events_per_s": len(events) / seconds,
            "user_bytes": statistics.fmean(user_sizes) if user_sizes else 0.0,
            "user_bytes_max": max(user_sizes, default=0),
