@@ -171,10 +171,10 @@ def run(events: Iterable[tuple[int, Event]], replayer: Replayer, summary: Summar
         err: TextIO, quiet: bool = False, progress_every: int = 100_000,
         geo: Any = None) -> Summary:
     started = time.perf_counter()
+    from relayguard.geoip import enrich  # geoip2 is only needed here, not by the core
+
     for number, event in events:
         if geo is not None:
-            from relayguard.geoip import enrich
-
             event = enrich(event, geo)
         summary.events += 1
         for res in replayer.feed(event):

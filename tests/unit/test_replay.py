@@ -96,3 +96,18 @@ def test_replay_postfix_log(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "events 6" in res.stdout
     assert "auth_failures_ip ip:203.0.113.9" in res.stdout
+
+
+def test_replay_enriches_with_a_city_db(tmp_path: Path) -> None:
+    from relayguard.demo_geodb import write_city_db
+
+    db = write_city_db(tmp_path / "city.mmdb")
+    ev = [orjson.loads(login(i, T0 + i * 600)) for i in (1, 2)]
+    ev[0]["client_ip"], ev[1]["client_ip"] = "192.0.2.130", "192.0.2.200"  # London, New York
+    f = write(tmp_path / "e.jsonl", [orjson.dumps(e) for e in ev])
+    res = CliRunner().invoke(replay, [str(f), "--geoip-city-db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "impossible_travel user:alice@example.com" in res.stdout
+    assert "London" in res.stdout and "New York" in res.stdout
+    missing = CliRunner().invoke(replay, [str(f), "--geoip-city-db", str(tmp_path / "no.mmdb")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
