@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
-USERS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "carol": "carol-secret-3"}
+USERS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "carol": "carol-secret-3",
+         "dave": "dave-secret-4"}
 INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-postfix.sh"
 
 

@@ -29,6 +29,7 @@ from relay.producer import EventProducer
 from relayguard.settings import Settings
 from stream.records import Event, LoginEvent
 from tests.e2e.postfix_env import PostfixEnv
+from tests.fixtures.worker import RunningWorker
 from tests.integration.relay_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.e2e
@@ -233,3 +234,38 @@ async def test_policy_server_locks_and_unlocks_a_user(
         await server.stop()
         await producer.stop()
         await follower.stop()
+
+
+async def test_wrong_passwords_lock_the_user_through_the_worker(
+        postfix_env: PostfixEnv, worker: RunningWorker, tmp_path: Path) -> None:
+    """maillog -> log follower -> Kafka -> worker (auth_failures) -> lock command -> lock
+    follower -> policy server -> Postfix refuses the user even with the right password."""
+    env, t = postfix_env, worker.topics
+    producer = EventProducer(worker.bootstrap, t.events, tmp_path / "spool")
+    tail = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e"), producer,
+                       CheckpointStore(tmp_path / "ckpt"), from_end=True, poll_interval=0.1)
+    tail.restore()
+    locks = LockFollower(worker.bootstrap, t.locks, t.lock_acks, "relay-e2e")
+    server = PolicyServer(ListenAddress("inet", "127.0.0.1", env.policy_port), locks.book,
+                          DecisionConfig(), "relay-e2e", publish=producer.publish_nowait)
+    await producer.start()
+    await locks.start()
+    await server.start()
+    tail_task = asyncio.create_task(tail.run())
+    try:
+        assert await locks.ready(timeout=30), "lock follower did not catch up in 30 s"
+        await env.swaks_async("dave", env.users["dave"], expect=0)
+        for i in range(6):
+            await env.swaks_async("dave", f"guess-{i}", expect=28)
+        took = await _until_swaks(env, "dave", 24, timeout=60)  # right password, RCPT refused
+        print(f"6th wrong password -> refused send: {took:.2f} s")
+        _, out = await env.swaks_async("dave", env.users["dave"], expect=24)
+        assert "4.7.1" in out  # auth_failures throttles (DEFER) rather than locking for good
+        await env.swaks_async("alice", env.users["alice"], expect=0)  # nobody else is hit
+    finally:
+        tail.stop()
+        await asyncio.wait_for(tail_task, 10)
+        tail.close()
+        await server.stop()
+        await locks.stop()
+        await producer.stop()
