@@ -56,6 +56,7 @@ class Pipeline:
         # (kind, key) -> expiry of the throttles this worker knows, so the expiry timer need
         # not unpickle every state; filled as states are stored (and by one scan at start).
         self.expiring: dict[tuple[SubjectKind, str], float] = {}
+        self.decoded = state_codec.DecodedCache()
 
     async def ingest(
         self, raw: bytes, origin: Origin, users: MutableMapping[str, bytes]
@@ -96,8 +97,7 @@ class Pipeline:
 
     async def _step(self, kind: SubjectKind, key: str, event: Event,
                     table: MutableMapping[str, bytes]) -> None:
-        stored = table.get(key)
-        state = state_codec.loads(stored) if stored else None
+        state = self.decoded.load(kind, key, table.get(key))
         result = engine.step(self.params, kind, key, state, event)
         self.metrics.inc("events_total", outcome=result.outcome)
         if result.outcome == "duplicate":
@@ -107,7 +107,9 @@ class Pipeline:
 
     def store(self, kind: SubjectKind, key: str, state: engine.KeyState,
               table: MutableMapping[str, bytes]) -> None:
-        table[key] = state_codec.dumps(state)
+        stored = state_codec.dumps(state)
+        table[key] = stored
+        self.decoded.remember(kind, key, stored, state)
         expires = state.lock.expires_at if state.lock.locked else None
         if expires is None:
             self.expiring.pop((kind, key), None)

@@ -42,17 +42,18 @@ IPS = ["192.0.2.10", "192.0.2.130", "198.51.100.7", "203.0.113.9", "2001:db8::5"
 
 
 def traffic(n: int, n_users: int, t0: float) -> list[Event]:
+    """Users at home (one IP each, as real clients are), 30% logins (10% of them failed)."""
     rnd = random.Random(7)
     out: list[Event] = []
     for i in range(n):
-        user = f"u{rnd.randrange(n_users)}@example.com"
+        u = rnd.randrange(n_users)
+        user, ip = f"u{u}@example.com", IPS[u % len(IPS)]
         t = t0 + i * 0.01
         if rnd.random() < 0.3:
-            out.append(LoginEvent(str(uuid.uuid4()), t, "bench", user, rnd.choice(IPS),
-                                  rnd.random() > 0.1, "TLSv1.3", "PLAIN"))
+            out.append(LoginEvent(str(uuid.uuid4()), t, "bench", user, ip, rnd.random() > 0.1,
+                                  "TLSv1.3", "PLAIN"))
         else:
-            out.append(SendEvent(str(uuid.uuid4()), t, "bench", user, rnd.choice(IPS), user,
-                                 1, 2000))
+            out.append(SendEvent(str(uuid.uuid4()), t, "bench", user, ip, user, 1, 2000))
     return out
 
 

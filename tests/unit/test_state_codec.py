@@ -1,0 +1,47 @@
+"""Table bytes round-trip to equal core states, and the decoded cache never serves stale state."""
+
+from __future__ import annotations
+
+from agents import state_codec
+from relayguard.core_params import build_core_params
+from relayguard.settings import Settings
+from stream import engine
+from stream.records import GeoPoint, LoginEvent, SendEvent
+
+
+def busy_state() -> engine.KeyState:
+    params = build_core_params(Settings())
+    state = None
+    geo = GeoPoint(52.5, 13.4, 20, "DE", "Berlin")
+    for i in range(50):
+        e = (LoginEvent(f"l{i}", 1796000000.0 + i * 60, "r", "u", "192.0.2.1", i % 3 != 0,
+                        "TLSv1.3", geo=geo) if i % 2 else
+             SendEvent(f"s{i}", 1796000000.0 + i * 60, "r", "u", "192.0.2.1", "u@x", 3, 900))
+        state = engine.step(params, "user", "u", state, e).state
+    assert state is not None
+    return state
+
+
+def test_round_trip_is_equal() -> None:
+    state = busy_state()
+    assert state_codec.loads(state_codec.dumps(state)) == state
+
+
+def test_cache_serves_only_the_bytes_it_decoded() -> None:
+    state = busy_state()
+    cache = state_codec.DecodedCache(size=2)
+    stored = state_codec.dumps(state)
+    cache.remember("user", "u", stored, state)
+    assert cache.load("user", "u", stored) is state
+    replaced = bytes(stored)  # equal bytes, different object: e.g. recovered from changelog
+    assert cache.load("user", "u", replaced) == state
+    assert cache.load("user", "u", replaced) is not state
+    assert cache.load("user", "u", None) is None
+
+
+def test_cache_is_bounded() -> None:
+    state = engine.KeyState()
+    cache = state_codec.DecodedCache(size=2)
+    for key in "abc":
+        cache.remember("user", key, state_codec.dumps(state), state)
+    assert len(cache._items) == 2 and ("user", "a") not in cache._items
