@@ -14,6 +14,7 @@ from agents.dead_letter import dead_letter_record
 from agents.metrics import Metrics
 from relayguard.geoip import GeoLocator, enrich
 from stream import codec, engine
+from stream.detectors.registry import needs_ip_state
 from stream.records import Alert, Event, LockCommand, SubjectKind
 
 log = logging.getLogger("relayguard.worker")
@@ -78,7 +79,7 @@ class Pipeline:
             self.metrics.inc("rerouted_total")
             await self.outputs.reroute(key, raw)
             return
-        if self.has_ip_detectors:
+        if self.has_ip_detectors and needs_ip_state(event):
             await self.outputs.by_ip(event.client_ip, raw)
         if event.user is None:
             self.metrics.inc("events_total", outcome="no_user")
