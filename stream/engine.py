@@ -28,9 +28,17 @@ class CoreParams:
     policy: policy.PolicyParams = field(default_factory=policy.PolicyParams)
     grace_seconds: float = 300.0  # events older than newest-seen minus this are refused as late
     dedupe_ids: int = 256  # event ids remembered per key to drop at-least-once redeliveries
+    # Derived once: the detectors of each key kind (asked for on every event).
+    _by_kind: dict[str, tuple[EnabledDetector, ...]] = field(init=False, repr=False,
+                                                             compare=False)
+
+    def __post_init__(self) -> None:
+        by_kind = {k: tuple(d for d in self.detectors if d.spec.key_kind == k)
+                   for k in ("user", "ip")}
+        object.__setattr__(self, "_by_kind", by_kind)
 
     def for_kind(self, kind: SubjectKind) -> tuple[EnabledDetector, ...]:
-        return tuple(d for d in self.detectors if d.spec.key_kind == kind)
+        return self._by_kind[kind]
 
 
 @dataclass(frozen=True, slots=True)
