@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = os.environ.get("RELAYGUARD_CONFIG_FILE")
         if path:
+            if not Path(path).is_file():
+                from relayguard.errors import ConfigError
+
+                raise ConfigError(f"RELAYGUARD_CONFIG_FILE={path}: no such file",
+                                  "fix the path, or unset the variable to use defaults")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
 
