@@ -47,7 +47,13 @@ class FileTail:
             st = os.stat(self.path)
         except FileNotFoundError:
             return  # opened from 0 when it appears: everything in it is new
-        if pos is not None and (pos.dev, pos.ino) == (st.st_dev, st.st_ino):
+        # Same inode with the same first bytes is the same file even if the device number
+        # changed (some filesystems renumber devices across reboots).
+        same = pos is not None and (pos.dev, pos.ino) == (st.st_dev, st.st_ino)
+        if pos is not None and not same and pos.ino == st.st_ino and pos.head:
+            with open(self.path, "rb") as fh:
+                same = fh.read(HEAD_BYTES).hex().startswith(pos.head)
+        if pos is not None and same:
             self._open(self.path, pos.offset, pos.generation)
             if st.st_size < pos.offset or (pos.head and self._head.hex()[: len(pos.head)]
                                            != pos.head):

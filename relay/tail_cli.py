@@ -16,14 +16,31 @@ import click
 log = logging.getLogger(__name__)
 
 
+def local_zone() -> tzinfo:
+    """The system zone with its DST rules (TZ, else /etc/localtime), as syslog stamps use it."""
+    import os
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as fh:
+            return ZoneInfo.from_file(fh, key="localtime")
+    except (OSError, ValueError):
+        from datetime import datetime
+
+        return datetime.now().astimezone().tzinfo or UTC  # fixed offset: better than nothing
+
+
 def _zone(name: str) -> tzinfo:
     if name.upper() == "UTC":
         return UTC
     if name == "local":
-        from datetime import datetime
-
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
+        return local_zone()
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:

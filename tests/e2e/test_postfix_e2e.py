@@ -26,6 +26,7 @@ from relay.log_parser import LogParser
 from relay.policy_protocol import DecisionConfig
 from relay.policy_server import ListenAddress, PolicyServer
 from relay.producer import EventProducer
+from relay.tail_cli import local_zone
 from relayguard.settings import Settings
 from stream.records import Event, LoginEvent
 from tests.e2e.postfix_env import PostfixEnv
@@ -47,7 +48,7 @@ class ListPublisher:
 
 def log_follower(env: PostfixEnv, tmp_path: Path) -> tuple[LogFollower, ListPublisher]:
     pub = ListPublisher()
-    f = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e"), pub,
+    f = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e", tz=local_zone()), pub,
                     CheckpointStore(tmp_path / "ckpt"), from_end=True)
     f.restore()  # only what happens from now on
     return f, pub
@@ -143,7 +144,7 @@ async def test_follower_survives_real_rotation_and_restart(postfix_env: PostfixE
     await wait_for_login(f, pub, env, lambda e: e.user == "carol")
     f.close()
     # A restarted follower resumes from its checkpoint in the new file: nothing old again.
-    f2 = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e"), pub,
+    f2 = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e", tz=local_zone()), pub,
                      CheckpointStore(tmp_path / "ckpt"), from_end=False)
     await env.swaks_async("alice", env.users["alice"], expect=0)
     await wait_for_login(f2, pub, env, lambda e: e.user == "alice" and e is not pub.events[0])
@@ -242,7 +243,8 @@ async def test_wrong_passwords_lock_the_user_through_the_worker(
     follower -> policy server -> Postfix refuses the user even with the right password."""
     env, t = postfix_env, worker.topics
     producer = EventProducer(worker.bootstrap, t.events, tmp_path / "spool")
-    tail = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e"), producer,
+    parser = LogParser("relay-e2e", tz=local_zone())
+    tail = LogFollower([env.dovecot_log, env.maillog], parser, producer,
                        CheckpointStore(tmp_path / "ckpt"), from_end=True, poll_interval=0.1)
     tail.restore()
     locks = LockFollower(worker.bootstrap, t.locks, t.lock_acks, "relay-e2e")

@@ -264,3 +264,19 @@ async def test_run_until_stopped(tmp_path: Path) -> None:
     await asyncio.wait_for(task, 5)
     f.close()
     assert pub.users() == ["u1"]
+
+
+def test_same_inode_and_head_with_new_device_number_is_the_same_file(tmp_path: Path) -> None:
+    from relay.checkpoint import FilePosition
+    from relay.file_tail import FileTail
+
+    log = tmp_path / "maillog"
+    append(log, 1, 2)
+    st = log.stat()
+    head = log.read_bytes()[:64].hex()
+    tail = FileTail(str(log))
+    tail.restore(FilePosition(str(log), st.st_dev + 1, st.st_ino, len(fail_line(1)), 0, head),
+                 from_end=False)
+    lines = tail.read()
+    tail.close()
+    assert [ln.text for ln in lines] == [fail_line(2).rstrip("\n")]

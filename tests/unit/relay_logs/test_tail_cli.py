@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
 
-from relay.tail_cli import _zone, tail
+from relay.tail_cli import _zone, local_zone, tail
 
 
 def test_help_lists_options() -> None:
@@ -31,3 +32,11 @@ def test_zones() -> None:
     assert _zone("UTC") is UTC
     assert _zone("Europe/Berlin").utcoffset(None) is None  # a ZoneInfo, offset depends on date
     assert _zone("local") is not None
+
+
+def test_local_zone_follows_tz(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    berlin = local_zone()
+    summer = datetime(2026, 7, 1, 12, tzinfo=berlin).utcoffset()
+    winter = datetime(2026, 1, 1, 12, tzinfo=berlin).utcoffset()
+    assert (summer, winter) == (timedelta(hours=2), timedelta(hours=1))  # DST rules kept
