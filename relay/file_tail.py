@@ -46,7 +46,12 @@ class FileTail:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return  # opened from 0 when it appears: everything in it is new
+            # Rotated and not yet re-created: finish the rotated file first. A file that
+            # appears at the path later is opened from 0, since everything in it is new.
+            old = self._find_sibling(pos.dev, pos.ino) if pos is not None else None
+            if pos is not None and old is not None:
+                self._open(old, pos.offset, pos.generation)
+            return
         # Same inode with the same first bytes is the same file even if the device number
         # changed (some filesystems renumber devices across reboots).
         same = pos is not None and (pos.dev, pos.ino) == (st.st_dev, st.st_ino)

@@ -155,6 +155,23 @@ async def test_rotation_while_down_finishes_rotated_sibling(tmp_path: Path) -> N
     assert pub.users() == ["u1", "u2", "u3"]
 
 
+async def test_rotated_while_down_and_not_yet_recreated(tmp_path: Path) -> None:
+    log = tmp_path / "maillog"
+    append(log, 1)
+    pub = ListPublisher()
+    f = follower(tmp_path, [log], pub)
+    await drain(f)
+    f.close()
+    append(log, 2)
+    log.rename(tmp_path / "maillog.1")
+    f2 = follower(tmp_path, [log], pub)
+    await drain(f2)
+    assert pub.users() == ["u1", "u2"]
+    append(log, 3)
+    await drain(f2)
+    assert pub.users() == ["u1", "u2", "u3"]
+
+
 async def test_rotated_file_without_final_newline_is_flushed(tmp_path: Path) -> None:
     log = tmp_path / "maillog"
     append(log, 1, raw=fail_line(2).rstrip("\n"))
