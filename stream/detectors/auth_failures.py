@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 from stream import windows
 from stream.detector import DetectorSpec
-from stream.detectors.common import Recent, touch
-from stream.records import Event, Finding, LoginEvent
+from stream.detectors.common import Recent, is_guess, touch
+from stream.records import Event, Finding
 
 NAME = "auth_failures"
-BACKEND_FAILURE = "backend_unavailable"
 MAX_IPS_KEPT = 16
 MAX_PASSWORDS_KEPT = 64  # distinct hashes remembered per window; enough to cross any sane limit
 
@@ -42,9 +41,7 @@ def initial_state() -> State:
 
 
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
-    if not isinstance(event, LoginEvent) or event.success or event.user is None:
-        return state, []
-    if event.failure_reason == BACKEND_FAILURE:
+    if not is_guess(event) or event.user is None:
         return state, []
     now = max(state.watermark, event.event_time)
     passwords = state.passwords

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 
 from stream import windows
 from stream.detector import DetectorSpec
-from stream.detectors.common import Recent, touch
+from stream.detectors.common import Recent, is_guess, touch
 from stream.records import Event, Finding, LoginEvent
 
 NAME = "auth_failures_ip"
-BACKEND_FAILURE = "backend_unavailable"
 MAX_USERS_KEPT = 16
 MAX_PASSWORDS_KEPT = 64
 
@@ -61,9 +60,7 @@ def initial_state() -> State:
 
 
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
-    if not isinstance(event, LoginEvent) or event.success:
-        return state, []
-    if event.failure_reason == BACKEND_FAILURE:
+    if not is_guess(event):
         return state, []
     n = len(params.rules)
     counts = state.counts if len(state.counts) == n else ((),) * n

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import TypeGuard
+
+from stream.records import Event, LoginEvent
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -77,3 +80,13 @@ def network_of(ip: str, v4_prefix: int = 16, v6_prefix: int = 48) -> str:
 
 def parse_networks(items: tuple[str, ...] | list[str]) -> tuple[IpNetwork, ...]:
     return tuple(ipaddress.ip_network(n, strict=False) for n in items)
+
+
+BACKEND_FAILURE = "backend_unavailable"
+
+
+def is_guess(event: Event) -> TypeGuard[LoginEvent]:
+    """A failed login the client caused. Failures because the SASL backend was down are the
+    server's fault, not guesses, and no brute-force detector counts them."""
+    return (isinstance(event, LoginEvent) and not event.success
+            and event.failure_reason != BACKEND_FAILURE)

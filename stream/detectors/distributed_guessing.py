@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from stream.detector import DetectorSpec
 from stream.detectors import distinct
+from stream.detectors.common import is_guess
 from stream.detectors.distinct import Rule
-from stream.records import Event, Finding, LoginEvent
+from stream.records import Event, Finding
 
 NAME = "distributed_guessing"
 EVIDENCE_IPS = 40
@@ -31,9 +32,7 @@ def initial_state() -> State:
 
 
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
-    if not isinstance(event, LoginEvent) or event.success or event.user is None:
-        return state, []
-    if event.failure_reason == "backend_unavailable":
+    if not is_guess(event) or event.user is None:
         return state, []
     state, crossed = distinct.observe(params.rules, state, event.client_ip, event.event_time)
     findings = [
