@@ -22,6 +22,8 @@ from relayguard.settings import Settings, load_settings
 from relayguard.worker_process import WorkerProcess
 from stream import codec
 
+SETTLE_SECONDS = 3.0
+
 
 def _step(text: str) -> None:
     click.secho(f"==> {text}", fg="cyan", err=True)
@@ -49,7 +51,10 @@ async def _watch_and_play(settings: Settings, timeout: float) -> dict[str, str]:
         await producer.flush()
         _step("waiting for the worker's verdicts (lock commands and alerts)")
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(locked) < len(EXPECTED_LOCKS):
+        while time.monotonic() < deadline:
+            if len(locked) >= len(EXPECTED_LOCKS):
+                # Give verdicts that come later (per-IP detectors read a repartition) a moment.
+                deadline = min(deadline, time.monotonic() + SETTLE_SECONDS)
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for rec in records:
@@ -66,9 +71,10 @@ def _show(topic: str, value: bytes, locks_topic: str, locked: dict[str, str]) ->
         cmd = codec.lock_command_from_dict(data)
         until = "until unlocked" if cmd.expires_at is None else \
             f"for {cmd.expires_at - cmd.issued_at:.0f}s"
-        click.secho(f"LOCK  {cmd.subject:20} {until:16} [{cmd.detector}] {cmd.reason}",
+        label = "LOCK" if cmd.subject_kind == "user" else "BLOCK"
+        click.secho(f"{label:5} {cmd.subject:20} {until:16} [{cmd.detector}] {cmd.reason}",
                     fg="red", bold=True)
-        if cmd.action == "lock":
+        if cmd.action == "lock" and cmd.subject_kind == "user":
             locked[cmd.subject] = cmd.detector
     else:
         alert = codec.alert_from_dict(data)
