@@ -6,7 +6,7 @@ Everything runs on this machine on free ports; nothing is left running afterward
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import shutil
 import tempfile
 import time
 import uuid
@@ -134,9 +134,6 @@ def demo(timeout: float, keep: bool) -> None:
             worker.stop()
         broker.stop()
         if not keep:
-            with contextlib.suppress(OSError):
-                import shutil
-
-                shutil.rmtree(work)
+            shutil.rmtree(work, ignore_errors=True)
     if not ok:
         raise SystemExit(1)
