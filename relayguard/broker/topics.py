@@ -68,7 +68,10 @@ async def ensure_topics(
         await asyncio.wait_for(admin.start(), timeout)
     except Exception as exc:
         await admin.close()
-        raise DownstreamError(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc
+        raise DownstreamError(
+            f"cannot reach Kafka at {bootstrap}: {exc!r}",
+            "check RELAYGUARD_BOOTSTRAP_SERVERS, or start a local broker: relayguard broker start",
+        ) from exc
     try:
         existing = await _partition_counts(admin)
         _check_partitions(topics, existing)
