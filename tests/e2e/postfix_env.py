@@ -227,6 +227,20 @@ class PostfixEnv:
 
         return await asyncio.to_thread(self.swaks, user, password, to, expect)
 
+    async def swaks_until(self, user: str, code: int, timeout: float) -> float:
+        """Send with the user's right password until swaks exits with `code`; seconds taken."""
+        import asyncio
+
+        start = time.monotonic()
+        while True:
+            got, out = await self.swaks_async(user, self.users[user], expect=None)
+            if got == code:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"swaks still exits {got}, not {code}, after {timeout}s\n"
+                                     f"{out}" + self._tail(self.maillog))
+            await asyncio.sleep(0.3)
+
     def maillog_text(self) -> str:
         try:
             return self.maillog.read_text(errors="replace")
