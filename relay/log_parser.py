@@ -38,7 +38,6 @@ EXIM_SUCCESS_DEDUP_S = 300.0
 class _Session:
     """One smtpd process's current SMTP session."""
 
-    number: int = 0
     client_ip: str | None = None
     tls_protocol: str | None = None
     success_sent: bool = False
@@ -100,7 +99,6 @@ class LogParser:
         msg = h.msg
         if msg.startswith(("connect from ", "disconnect from ")):
             s = self._session(h)
-            s.number += 1
             s.client_ip = P.client_ip(msg)
             s.tls_protocol, s.success_sent = None, False
             return None
@@ -125,7 +123,11 @@ class LogParser:
         if m and m["user"]:
             ip = P.clean_ip(m["ip"])
             s = self._session(h)
-            if ip is None or s.success_sent:
+            if ip is None:
+                return None
+            if s.client_ip != ip:  # another client: its connect line was not seen
+                s.client_ip, s.tls_protocol, s.success_sent = ip, None, False
+            if s.success_sent:
                 return None
             s.success_sent = True
             return self._event(h, base, "postfix-log", m["user"], ip, True, m["mech"], None,

@@ -161,6 +161,15 @@ def test_success_variants(line: str, ip: str, user: str) -> None:
     assert (e.client_ip, e.user, e.success, e.failure_reason) == (ip, user, True, None)
 
 
+def test_without_connect_lines_a_new_client_is_a_new_session() -> None:
+    lines = """\
+Nov 29 10:15:02 mx1 postfix/smtpd[9]: ABCDE1: client=a[192.0.2.1], sasl_method=PLAIN, sasl_username=u
+Nov 29 10:15:03 mx1 postfix/smtpd[9]: ABCDE2: client=a[192.0.2.1], sasl_method=PLAIN, sasl_username=u
+Nov 29 10:15:04 mx1 postfix/smtpd[9]: ABCDE3: client=b[192.0.2.2], sasl_method=PLAIN, sasl_username=v
+"""
+    assert [e.user for e in run(lines)] == ["u", "v"]
+
+
 def test_tls_of_another_client_is_not_used() -> None:
     lines = """\
 Nov 29 10:15:01 mx1 postfix/smtpd[9]: Anonymous TLS connection established from a[192.0.2.1]: TLSv1.2 with cipher X (256/256 bits)
