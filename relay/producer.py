@@ -3,7 +3,9 @@
 Path of an event: `publish_nowait()` puts it on a bounded in-RAM queue; one sender task sends it
 (aiokafka, acks=all, idempotent, key = user or client IP). If Kafka is unreachable or a send
 fails, the event and everything queued behind it go to the disk spool (relay/spool.py); while the
-spool holds anything, new events go to the spool too, so per-user order is kept. When Kafka is
+spool holds anything, new events go to the spool too, so per-user order is kept. A send already
+handed to aiokafka when the broker goes away stays there (the idempotent producer retries it
+until the broker is back, without duplicates); meanwhile new events go to the spool. When Kafka is
 back the sender replays the spool, oldest first, then returns to the queue path. A full queue
 spills to the spool instead of blocking. A full spool refuses new events loudly (ERROR log, the
 `dropped_full` counter, state `spool_full`); it never truncates what it holds.
@@ -62,6 +64,7 @@ class EventProducer:
         spool_max_bytes: int = 1 << 30,
         fsync_interval: float = 1.0,
         retry_interval: float = 2.0,
+        stall_timeout: float = 5.0,
         request_timeout_ms: int = 10_000,
         batch: int = 500,
         producer_factory: ProducerFactory | None = None,
@@ -69,6 +72,7 @@ class EventProducer:
         self.bootstrap = bootstrap
         self.topic = topic
         self.retry_interval = retry_interval
+        self.stall_timeout = stall_timeout
         self.request_timeout_ms = request_timeout_ms
         self.batch = batch
         self._factory = producer_factory or self._aiokafka_producer
@@ -82,6 +86,8 @@ class EventProducer:
         self._last_full_log = 0.0
         self._full_since_log = 0
         self._failing = False
+        self._stalled = False  # sends handed to aiokafka are not confirming: broker away
+        self._inflight: list[Item] = []  # direct sends awaiting confirmation
         if not self._spool.is_empty():
             log.warning("spool %s holds %d bytes from an earlier run; replaying them first",
                         spool_dir, self._spool.pending_bytes())
@@ -110,7 +116,7 @@ class EventProducer:
     def publish_raw(self, key: bytes, value: bytes) -> bool:
         if self._stopping and self._task is None:
             return self._to_spool(key, value)
-        if not self._spool.is_empty():
+        if self._stalled or not self._spool.is_empty():
             return self._to_spool(key, value)
         try:
             self._queue.put_nowait((key, value))
@@ -139,9 +145,14 @@ class EventProducer:
                     await self._task
             self._task = None
         self._spill_queue()
+        if self._inflight:  # handed to aiokafka but unconfirmed: keep them (may duplicate)
+            self._spool.prepend(self._inflight)
+            self._stats.spooled += len(self._inflight)
+            self._inflight = []
         if self._kafka is not None:
+            # aiokafka's stop() flushes and, with idempotence, waits for a broker forever
             with contextlib.suppress(Exception):
-                await self._kafka.stop()
+                await asyncio.wait_for(self._kafka.stop(), 5.0)
             self._kafka = None
         self._spool.close()
         self._stats.state = "stopped"
@@ -169,7 +180,9 @@ class EventProducer:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
 
     async def _send_direct(self, batch: list[Item]) -> bool:
+        self._inflight = batch
         done = await self._send(batch)
+        self._inflight = []
         self._stats.sent += done
         if done < len(batch):
             # older than anything spooled meanwhile, so it goes before it
@@ -198,7 +211,12 @@ class EventProducer:
         return done == len(recs)
 
     async def _send(self, items: list[Item]) -> int:
-        """Send in order; return how many from the front were delivered."""
+        """Send in order; return how many from the front were delivered.
+
+        With idempotence aiokafka retries a handed-over record until the broker takes it (it
+        never expires it), so a send that is not confirmed within `stall_timeout` means the
+        broker is away: we flag a stall (new events then go to the spool) and keep waiting.
+        Spooling the unconfirmed records instead would deliver them twice."""
         if self._kafka is None and not await self._connect():
             return 0
         futures = []
@@ -208,16 +226,30 @@ class EventProducer:
         except Exception as exc:  # metadata timeout, broker gone: keep what was handed over
             self._note_failure(exc)
         done = 0
-        for fut in futures:
-            try:
-                await fut
-            except Exception as exc:
-                self._note_failure(exc)
-                break
-            done += 1
-        if done == len(items):
+        try:
+            for fut in futures:
+                while True:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(fut), self.stall_timeout)
+                        break
+                    except TimeoutError:
+                        self._stall()
+                done += 1
+        except Exception as exc:  # not retriable (aiokafka gave up): caller spools the rest
+            self._note_failure(exc)
+        if self._stalled:
+            log.warning("Kafka at %s accepts events again", self.bootstrap)
+            self._stalled = False
+        if done == len(items) and done == len(futures):
             self._failing = False
         return done
+
+    def _stall(self) -> None:
+        if not self._stalled:
+            self._stalled = True
+            self._note_failure(TimeoutError(f"no broker acknowledgement in {self.stall_timeout}s"))
+            self._spill_queue()
+            self._set_state()
 
     async def _connect(self) -> bool:
         producer = self._factory()
@@ -281,11 +313,11 @@ class EventProducer:
         # one WARNING per outage, then DEBUG, so a long outage does not flood the log
         level = logging.DEBUG if self._failing else logging.WARNING
         log.log(level, "Kafka at %s unavailable (%s: %s); events go to the spool, retrying "
-                "every %.0fs", self.bootstrap, type(exc).__name__, exc, self.retry_interval)
+                "every %gs", self.bootstrap, type(exc).__name__, exc, self.retry_interval)
         self._failing = True
 
     def _set_state(self) -> None:
-        if self._spool.is_empty() and self._queue.empty():
+        if self._spool.is_empty() and self._queue.empty() and not self._stalled:
             if self._stats.state != "ok":
                 log.info("Kafka publishing healthy")
             self._stats.state = "ok"

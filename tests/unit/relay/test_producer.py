@@ -27,7 +27,9 @@ class FakeKafka:
 
     async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.world.down:
+        if self.world.hang:  # like idempotent aiokafka: retried until the broker is back
+            self.world.held.append((fut, key, value))
+        elif self.world.down:
             fut.set_exception(ConnectionError("broker down"))
         else:
             self.world.log.append((key, value))
@@ -38,7 +40,16 @@ class FakeKafka:
 class FakeWorld:
     def __init__(self) -> None:
         self.down = False
+        self.hang = False
+        self.held: list[tuple[asyncio.Future[None], bytes, bytes]] = []
         self.log: list[tuple[bytes, bytes]] = []
+
+    def release(self) -> None:
+        self.hang = False
+        for fut, key, value in self.held:
+            self.log.append((key, value))
+            fut.set_result(None)
+        self.held.clear()
 
     def ids(self) -> list[str]:
         return [orjson.loads(v)["event_id"] for _, v in self.log]
@@ -129,3 +140,41 @@ async def test_full_spool_refuses_loudly(tmp_path: Path, caplog: Any) -> None:
     assert p.state == "spool_full" and p.stats.dropped_full > 0
     assert "SPOOL FULL" in caplog.text
     await p.stop(timeout=1.0)
+
+
+async def test_stalled_send_is_not_duplicated(tmp_path: Path) -> None:
+    world = FakeWorld()
+    p = _producer(tmp_path, world, stall_timeout=0.1)
+    await p.start()
+    p.publish_nowait(_ev(0))
+    await _until(lambda: len(world.log) == 1)
+    world.hang = True  # broker vanishes with e1 handed over
+    p.publish_nowait(_ev(1))
+    await _until(lambda: len(world.held) == 1)
+    await _until(lambda: p.state == "spooling")
+    for i in range(2, 6):
+        p.publish_nowait(_ev(i))
+    assert p.stats.spooled == 4
+    world.release()
+    await _until(lambda: len(world.log) == 6)
+    await p.stop()
+    assert world.ids() == [f"e{i}" for i in range(6)]
+    assert p.state == "stopped" and p.stats.spool_bytes == 0
+
+
+async def test_stop_during_stall_keeps_unconfirmed_events(tmp_path: Path) -> None:
+    world = FakeWorld()
+    p = _producer(tmp_path, world, stall_timeout=0.1)
+    await p.start()
+    world.hang = True
+    p.publish_nowait(_ev(0))
+    await _until(lambda: len(world.held) == 1)
+    p.publish_nowait(_ev(1))
+    await p.stop(timeout=0.3)
+    world.hang = False
+    world.held.clear()  # that process is gone
+    again = _producer(tmp_path, world)
+    await again.start()
+    await _until(lambda: len(world.log) == 2)
+    await again.stop()
+    assert world.ids() == ["e0", "e1"]

@@ -1,0 +1,118 @@
+"""A small Python client for relays that are neither Postfix nor log-based.
+
+    client = RelayClient("kafka:9092", "relay-custom-1", Settings().topics)
+    await client.start()                      # follows the locks topic, starts the producer
+    if client.is_locked("alice@example.com"):
+        refuse()
+    client.login("alice@example.com", "203.0.113.7", success=True, tls_protocol="TLSv1.3")
+    client.sent("alice@example.com", "203.0.113.7", sender="alice@example.com",
+                recipient_count=3, size=18233, queue_id="q1")
+    async for cmd in client.watch(): ...      # lock/unlock commands as they are applied
+    await client.stop()
+
+Events go through relay/producer.py (never blocks, spools to disk while Kafka is down); lock
+state comes from relay/lock_follower.py (the whole compacted locks topic, kept in RAM).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from relay.lock_follower import LockFollower
+from relay.producer import EventProducer, ProducerStats
+from relayguard.settings import Topics
+from stream.records import LockCommand, LoginEvent, SendEvent
+
+
+class RelayClient:
+    def __init__(
+        self,
+        bootstrap: str,
+        relay_id: str,
+        topics: Topics | None = None,
+        *,
+        spool_dir: Path | None = None,
+        source: str = "client",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        topics = topics or Topics()
+        self.relay_id = relay_id
+        self.source = source
+        self.clock = clock
+        self.producer = EventProducer(bootstrap, topics.events,
+                                      spool_dir or Path(".relayguard") / f"client-spool-{relay_id}")
+        self.follower = LockFollower(bootstrap, topics.locks, topics.lock_acks, relay_id,
+                                     clock=clock)
+
+    async def start(self, ready_timeout: float | None = 30.0) -> bool:
+        """Start publishing and following; True once the current locks are all known."""
+        await self.producer.start()
+        await self.follower.start()
+        return await self.follower.ready(ready_timeout)
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+        await self.producer.stop()
+
+    async def __aenter__(self) -> RelayClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def login(
+        self, user: str | None, client_ip: str, success: bool, *,
+        tls_protocol: str | None = None, sasl_mechanism: str | None = None,
+        failure_reason: str | None = None, event_id: str | None = None,
+        event_time: float | None = None,
+    ) -> bool:
+        """Publish one SMTP AUTH attempt. False only if the spool is full (logged)."""
+        return self.producer.publish_nowait(LoginEvent(
+            event_id=event_id or self._new_id(), event_time=event_time or self.clock(),
+            relay_id=self.relay_id, user=user, client_ip=client_ip, success=success,
+            tls_protocol=tls_protocol, sasl_mechanism=sasl_mechanism,
+            failure_reason=None if success else (failure_reason or "bad_credentials"),
+            source=self.source,
+        ))
+
+    def sent(
+        self, user: str, client_ip: str, *, sender: str, recipient_count: int, size: int,
+        tls_protocol: str | None = None, queue_id: str | None = None,
+        event_id: str | None = None, event_time: float | None = None,
+    ) -> bool:
+        """Publish one accepted authenticated message. Pass a stable `event_id` (e.g. from the
+        queue id) if you may report the same message twice: duplicates are then dropped."""
+        return self.producer.publish_nowait(SendEvent(
+            event_id=event_id or self._new_id(), event_time=event_time or self.clock(),
+            relay_id=self.relay_id, user=user, client_ip=client_ip, sender=sender,
+            recipient_count=recipient_count, size=size, tls_protocol=tls_protocol,
+            queue_id=queue_id, source=self.source,
+        ))
+
+    # ---- locks ---------------------------------------------------------------------------------
+
+    def is_locked(self, user: str) -> bool:
+        return self.follower.book.is_locked("user", user, self.clock())
+
+    def is_ip_blocked(self, client_ip: str) -> bool:
+        return self.follower.book.is_locked("ip", client_ip, self.clock())
+
+    def lock_for(self, user: str) -> LockCommand | None:
+        """The lock in force (reason, expiry), to tell the user why."""
+        return self.follower.book.active_lock("user", user, self.clock())
+
+    def watch(self) -> AsyncIterator[LockCommand]:
+        return self.follower.watch()
+
+    @property
+    def stats(self) -> ProducerStats:
+        return self.producer.stats
+
+    def _new_id(self) -> str:
+        return f"{self.source}:{self.relay_id}:{uuid.uuid4().hex}"

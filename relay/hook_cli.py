@@ -1,0 +1,139 @@
+"""`relayguard hook ...`: the relay-side commands.
+
+`hook postfix` runs the Postfix policy service, the lock follower and the event producer in one
+process. Postfix main.cf, failing open if relayguard is down:
+
+    smtpd_recipient_restrictions = ..., check_policy_service {
+        inet:127.0.0.1:10040, timeout=5s, default_action=DUNNO }, ...
+    smtpd_end_of_data_restrictions = check_policy_service {
+        inet:127.0.0.1:10040, timeout=5s, default_action=DUNNO }
+
+(the second line gives send events with the real size and recipient count).
+`hook tail` (relay/tail_cli.py, the mail-log follower) is mounted here when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from relayguard.cli_support import friendly_errors
+
+if TYPE_CHECKING:
+    from relay.policy_protocol import DecisionConfig
+    from relay.policy_server import ListenAddress
+
+log = logging.getLogger(__name__)
+
+
+@click.group("hook")
+def hook() -> None:
+    """Relay-side hooks: enforce locks on a relay and publish its events to Kafka."""
+
+
+@hook.command("postfix")
+@click.option("--listen", default="inet:127.0.0.1:10040", show_default=True,
+              help="inet:HOST:PORT or unix:PATH, as in Postfix's check_policy_service")
+@click.option("--relay-id", default=None, help="this relay's id [default: RELAYGUARD_RELAY_ID]")
+@click.option("--bootstrap", default=None,
+              help="Kafka bootstrap servers [default: RELAYGUARD_BOOTSTRAP_SERVERS]")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="disk spool while Kafka is down [default: DATA_DIR/hook-spool]")
+@click.option("--spool-max-mb", default=1024, show_default=True, type=click.IntRange(1),
+              help="spool cap; beyond it new events are refused and logged as ERROR")
+@click.option("--reject-text", default="Account locked by relayguard, contact your mail "
+              "administrator", show_default=True, help="text after 'REJECT 5.7.1 ' for locks")
+@click.option("--throttle-action", default="DEFER 4.7.1 Sending rate limited by relayguard, "
+              "try again later", show_default=True,
+              help="access(5) action for locks with an expiry (throttles)")
+@click.option("--ip-locks-unauthenticated", is_flag=True,
+              help="also refuse locked client IPs in unauthenticated sessions")
+@click.option("--ready-timeout", default=15.0, show_default=True, type=float,
+              help="seconds to wait for the locks topic to be read before answering anyway")
+@friendly_errors
+def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir: Path | None,
+            spool_max_mb: int, reject_text: str, throttle_action: str,
+            ip_locks_unauthenticated: bool, ready_timeout: float) -> None:
+    """Run the Postfix policy service: refuse locked users, publish send events."""
+    from relay.policy_protocol import DecisionConfig
+    from relay.policy_server import parse_listen
+    from relayguard.errors import ConfigError
+    from relayguard.settings import load_settings
+
+    settings = load_settings()
+    try:
+        config = DecisionConfig(reject_text=reject_text, throttle_action=throttle_action,
+                                ip_locks_unauthenticated=ip_locks_unauthenticated)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--reject-text/--throttle-action must be one line") from None
+    asyncio.run(_run_postfix(
+        listen=parse_listen(listen), relay_id=relay_id or settings.relay_id,
+        bootstrap=bootstrap or settings.bootstrap_servers,
+        spool_dir=spool_dir or settings.data_dir / "hook-spool",
+        spool_max_bytes=spool_max_mb << 20, config=config,
+        locks_topic=settings.topics.locks, acks_topic=settings.topics.lock_acks,
+        events_topic=settings.topics.events, ready_timeout=ready_timeout,
+    ))
+
+
+async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
+                       spool_dir: Path, spool_max_bytes: int, config: DecisionConfig,
+                       locks_topic: str,
+                       acks_topic: str, events_topic: str, ready_timeout: float) -> None:
+    from relay.lock_follower import LockFollower
+    from relay.policy_server import PolicyServer
+    from relay.producer import EventProducer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    producer = EventProducer(bootstrap, events_topic, spool_dir, spool_max_bytes=spool_max_bytes)
+    follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id)
+    server = PolicyServer(listen, follower.book, config, relay_id,
+                          publish=producer.publish_nowait)
+    log.info("relay %s: Kafka %s, locks from %s, events to %s, spool %s", relay_id, bootstrap,
+             locks_topic, events_topic, spool_dir)
+    await producer.start()
+    await follower.start()
+    try:
+        if not await follower.ready(ready_timeout):
+            log.warning("locks topic not read within %.0fs: answering now with the %d locks "
+                        "known; the rest apply as soon as they arrive", ready_timeout,
+                        len(follower.book))
+        await server.start()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 60)
+            st, ps = server.stats, producer.stats
+            log.info("status: %d requests (%d refused), %d open connections, %d locks known; "
+                     "events sent %d, spooled %d, replayed %d, refused %d, producer %s",
+                     st.requests, st.rejected, st.open_connections, len(follower.book),
+                     ps.sent, ps.spooled, ps.replayed, ps.dropped_full, ps.state)
+        log.info("stopping: closing the policy service, flushing events")
+    finally:
+        await server.stop()
+        await follower.stop()
+        await producer.stop()
+    log.info("stopped")
+
+
+def _mount_tail() -> None:
+    """The mail-log follower lives in relay/tail_cli.py (another module, optional here)."""
+    import importlib.util
+
+    if importlib.util.find_spec("relay.tail_cli") is None:
+        return
+    from relay.tail_cli import tail
+
+    hook.add_command(tail)
+
+
+_mount_tail()

@@ -1,0 +1,202 @@
+"""Follow the compacted locks topic into the relay's LockBook and acknowledge what it applies.
+
+Every relay reads every partition from the beginning (no consumer group: group_id=None,
+partitions assigned explicitly), so a new relay learns every current lock; `await ready()`
+returns once it has caught up with the end offsets seen at start. Then it keeps following.
+Dry-run commands, tombstones and malformed records are logged and skipped, never fatal. If Kafka
+is down at start, the follower keeps retrying in the background (the relay then serves with
+the locks it knows: none, i.e. it fails open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from relay.lock_book import LockBook
+from stream.codec import Rejected, decode_lock_command, dumps, lock_ack_to_dict, lock_key
+from stream.records import LockAck, LockCommand
+
+log = logging.getLogger(__name__)
+
+
+class LockFollower:
+    def __init__(
+        self,
+        bootstrap: str,
+        locks_topic: str,
+        acks_topic: str,
+        relay_id: str,
+        book: LockBook | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_interval: float = 2.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.locks_topic = locks_topic
+        self.acks_topic = acks_topic
+        self.relay_id = relay_id
+        self.book = book if book is not None else LockBook()
+        self.clock = clock
+        self.retry_interval = retry_interval
+        self.applied = 0
+        self.skipped = 0  # malformed, tombstone, dry-run, or not newer
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._targets: dict[Any, int] = {}
+        self._watchers: set[asyncio.Queue[LockCommand]] = set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="relayguard-lock-follower")
+
+    async def ready(self, timeout: float | None = None) -> bool:
+        """Wait until caught up with the locks topic; False if `timeout` ran out first."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def watch(self) -> AsyncIterator[LockCommand]:
+        """Every command applied from now on (lock and unlock), as it is applied."""
+        q: asyncio.Queue[LockCommand] = asyncio.Queue()
+        self._watchers.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._watchers.discard(q)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        warned = False
+        while True:
+            try:
+                await self._connect()
+                warned = False
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = logging.DEBUG if warned else logging.WARNING
+                log.log(level, "lock follower: Kafka at %s unavailable (%s: %s); retrying every "
+                        "%gs, enforcing the %d locks known", self.bootstrap,
+                        type(exc).__name__, exc, self.retry_interval, len(self.book))
+                warned = True
+                await self._close()
+                await asyncio.sleep(self.retry_interval)
+
+    async def _connect(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", client_id=f"relayguard-locks-{self.relay_id}",
+        )
+        await self._consumer.start()
+        parts: set[int] = set()
+        for _ in range(5):  # a just-created topic may take a moment to show in metadata
+            # consumer.topics() fetches but does not keep the metadata; ask the client directly
+            cluster = await self._consumer._client.fetch_all_metadata()
+            parts = cluster.partitions_for_topic(self.locks_topic) or set()
+            if parts:
+                break
+            await asyncio.sleep(0.5)
+        if not parts:
+            raise RuntimeError(f"topic {self.locks_topic} does not exist (yet)")
+        tps = [TopicPartition(self.locks_topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._targets = await self._consumer.end_offsets(tps)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1,
+                                          client_id=f"relayguard-acks-{self.relay_id}")
+        await self._producer.start()
+        log.info("lock follower: reading %s (%d partitions) from the beginning",
+                 self.locks_topic, len(tps))
+
+    async def _follow(self) -> None:
+        while True:
+            await self._check_caught_up()
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=1000)
+            for records in batches.values():
+                for rec in records:
+                    await self._handle(rec.key, rec.value, rec.offset)
+
+    async def _check_caught_up(self) -> None:
+        if self._ready.is_set():
+            return
+        for tp, end in self._targets.items():
+            if await self._consumer.position(tp) < end:  # position = next offset to read
+                return
+        self._ready.set()
+        log.info("lock follower caught up: %d subjects known, %d locks active", len(self.book),
+                 sum(1 for _ in self.book.active(self.clock())))
+
+    async def _handle(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        if value is None:  # tombstone: compaction clean-up, nothing to enforce
+            self.skipped += 1
+            return
+        try:
+            cmd = decode_lock_command(value)
+        except Rejected as exc:
+            self.skipped += 1
+            log.error("lock follower: skipping malformed lock record at offset %d (key %r): %s",
+                      offset, key, exc)
+            return
+        if key is not None and key != lock_key(cmd.subject_kind, cmd.subject):
+            log.warning("lock follower: record key %r does not match its subject %s:%s",
+                        key, cmd.subject_kind, cmd.subject)
+        if cmd.dry_run or not self.book.apply(cmd):
+            self.skipped += 1
+            return
+        self.applied += 1
+        log.info("lock follower: applied %s %s:%s v%d (%s)", cmd.action, cmd.subject_kind,
+                 cmd.subject, cmd.version, cmd.reason[:120])
+        for q in self._watchers:
+            q.put_nowait(cmd)
+        await self._ack(cmd)
+
+    async def _ack(self, cmd: LockCommand) -> None:
+        ack = LockAck(relay_id=self.relay_id, command_id=cmd.command_id, subject=cmd.subject,
+                      subject_kind=cmd.subject_kind, action=cmd.action, version=cmd.version,
+                      applied_at=self.clock())
+        try:  # hand over and move on; an ack lost to an outage does not change enforcement
+            fut = await self._producer.send(
+                self.acks_topic, value=dumps(lock_ack_to_dict(ack)),
+                key=lock_key(cmd.subject_kind, cmd.subject),
+            )
+            fut.add_done_callback(_log_ack_failure)
+        except Exception as exc:
+            log.warning("lock follower: could not publish ack for %s: %s", cmd.command_id, exc)
+
+    async def _close(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        self._consumer = self._producer = None
+
+
+def _log_ack_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("lock follower: ack not delivered: %s", fut.exception())
