@@ -156,7 +156,8 @@ class PolicyServer:
         parser = PolicyParser()
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                async with asyncio.timeout(self.idle_timeout):  # no extra task, unlike wait_for
+                    data = await reader.read(65536)
             except TimeoutError:
                 log.info("policy client %s idle for %.0fs; closing", peer, self.idle_timeout)
                 return

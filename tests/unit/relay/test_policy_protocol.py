@@ -80,7 +80,7 @@ def test_oversized_line_inside_a_chunk() -> None:
 @pytest.mark.parametrize(
     "garbage",
     [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\n", b"=value\n",
-     b"name\n", b"a=\x00\n", b"na me=1\n"],
+     b"name\n", b"request\n", b"a=\x00\n", b"na me=1\n"],
 )
 def test_garbage_is_a_protocol_error(garbage: bytes) -> None:
     with pytest.raises(ProtocolError):
