@@ -156,7 +156,8 @@ async def test_tail_command_publishes_login_events_to_kafka(
     ckpt = tmp_path / "ckpt"
     env = dict(os.environ, RELAYGUARD_TOPICS__PREFIX=s.topics.prefix,
                RELAYGUARD_DATA_DIR=str(tmp_path / "data"))
-    cmd = [sys.executable, "-c", "from relay.tail_cli import tail; tail()",
+    # `relayguard hook tail ...` (the hook group as mounted in relayguard's CLI)
+    cmd = [sys.executable, "-c", "from relay.hook_cli import hook; hook()", "tail",
            str(postfix_env.maillog), str(postfix_env.dovecot_log), "--relay-id", "relay-tail",
            "--bootstrap", s.bootstrap_servers, "--checkpoint-dir", str(ckpt), "--from-end",
            "--timezone", "local"]

@@ -1,0 +1,99 @@
+"""Real Postfix + Dovecot + swaks with relayguard's enforcement path: the policy server (fed by
+the lock follower from the locks topic) refuses locked users; send events reach Kafka; wrong
+passwords in the maillog lock a user through the real worker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from relay.checkpoint import CheckpointStore
+from relay.lock_follower import LockFollower
+from relay.log_follower import LogFollower
+from relay.log_parser import LogParser
+from relay.policy_protocol import DecisionConfig
+from relay.policy_server import ListenAddress, PolicyServer
+from relay.producer import EventProducer
+from relay.tail_cli import local_zone
+from relayguard.settings import Settings
+from tests.e2e.kafka_io import lock_cmd, make_topics, produce_locks, read_all
+from tests.e2e.postfix_env import PostfixEnv
+from tests.fixtures.worker import RunningWorker
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_policy_server_locks_and_unlocks_a_user(
+        postfix_env: PostfixEnv, kafka_settings: Settings, tmp_path: Path) -> None:
+    s = kafka_settings
+    await make_topics(s)
+    follower = LockFollower(s.bootstrap_servers, s.topics.locks, s.topics.lock_acks, "relay-e2e")
+    producer = EventProducer(s.bootstrap_servers, s.topics.events, tmp_path / "spool")
+    server = PolicyServer(ListenAddress("inet", "127.0.0.1", postfix_env.policy_port),
+                          follower.book, DecisionConfig(reject_text="locked by e2e"),
+                          "relay-e2e", publish=producer.publish_nowait)
+    await follower.start()
+    await producer.start()
+    await server.start()
+    try:
+        assert await follower.ready(timeout=30), "lock follower did not catch up in 30 s"
+        await postfix_env.swaks_async("carol", postfix_env.users["carol"], expect=0)
+        recs = await read_all(s.bootstrap_servers, s.topics.events, want=1, settle=0.5)
+        sends = [orjson.loads(r.value) for r in recs]
+        assert [(e["type"], e["user"]) for e in sends] == [("send", "carol")]
+        assert sends[0]["recipient_count"] == 1 and sends[0]["tls_protocol"] == "TLSv1.3"
+
+        await produce_locks(s.bootstrap_servers, s.topics.locks, [lock_cmd("carol", 1)])
+        took = await postfix_env.swaks_until("carol", 24, timeout=10)  # 24: RCPT refused
+        print(f"lock command -> first refused send: {took:.2f} s")
+        _, out = await postfix_env.swaks_async("carol", postfix_env.users["carol"], expect=24)
+        assert "554 5.7.1 " in out and "Recipient address rejected: locked by e2e" in out
+        await postfix_env.swaks_async("alice", postfix_env.users["alice"], expect=0)
+
+        await produce_locks(s.bootstrap_servers, s.topics.locks,
+                            [lock_cmd("carol", 2, action="unlock")])
+        took = await postfix_env.swaks_until("carol", 0, timeout=10)
+        print(f"unlock command -> first accepted send: {took:.2f} s")
+    finally:
+        await server.stop()
+        await producer.stop()
+        await follower.stop()
+
+
+async def test_wrong_passwords_lock_the_user_through_the_worker(
+        postfix_env: PostfixEnv, worker: RunningWorker, tmp_path: Path) -> None:
+    """maillog -> log follower -> Kafka -> worker (auth_failures) -> lock command -> lock
+    follower -> policy server -> Postfix refuses the user even with the right password."""
+    env, t = postfix_env, worker.topics
+    producer = EventProducer(worker.bootstrap, t.events, tmp_path / "spool")
+    parser = LogParser("relay-e2e", tz=local_zone())
+    tail = LogFollower([env.dovecot_log, env.maillog], parser, producer,
+                       CheckpointStore(tmp_path / "ckpt"), from_end=True, poll_interval=0.1)
+    tail.restore()
+    locks = LockFollower(worker.bootstrap, t.locks, t.lock_acks, "relay-e2e")
+    server = PolicyServer(ListenAddress("inet", "127.0.0.1", env.policy_port), locks.book,
+                          DecisionConfig(), "relay-e2e", publish=producer.publish_nowait)
+    await producer.start()
+    await locks.start()
+    await server.start()
+    tail_task = asyncio.create_task(tail.run())
+    try:
+        assert await locks.ready(timeout=30), "lock follower did not catch up in 30 s"
+        await env.swaks_async("dave", env.users["dave"], expect=0)
+        for i in range(6):
+            await env.swaks_async("dave", f"guess-{i}", expect=28)
+        took = await env.swaks_until("dave", 24, timeout=60)  # right password, RCPT refused
+        print(f"6th wrong password -> refused send: {took:.2f} s")
+        _, out = await env.swaks_async("dave", env.users["dave"], expect=24)
+        assert "4.7.1" in out  # auth_failures throttles (DEFER) rather than locking for good
+        await env.swaks_async("alice", env.users["alice"], expect=0)  # nobody else is hit
+    finally:
+        tail.stop()
+        await asyncio.wait_for(tail_task, 10)
+        tail.close()
+        await server.stop()
+        await locks.stop()
+        await producer.stop()
