@@ -39,12 +39,13 @@ def worker(loglevel: str) -> None:
 
 
 def _mount() -> None:
+    from relay.hook_cli import hook
     from relayguard.broker.cli import broker
     from relayguard.demo import demo
     from relayguard.operator_cli import lock, locks, unlock
     from relayguard.replay import replay
 
-    for command in (broker, demo, lock, unlock, locks, replay):
+    for command in (broker, demo, hook, lock, unlock, locks, replay):
         main.add_command(command)
 
 
