@@ -195,6 +195,9 @@ class PolicyServer:
                      req.client_address, req.protocol_state)
         elif self.publish is not None:
             event = send_event_from(req, self.relay_id, now)
-            if event is not None and self.publish(event):
-                self.stats.events_published += 1
+            try:
+                if event is not None and self.publish(event):
+                    self.stats.events_published += 1
+            except Exception:  # publishing trouble must never cost the answer
+                log.exception("could not publish send event %s", event and event.event_id)
         return action

@@ -43,6 +43,7 @@ class ProducerStats:
     replayed: int = 0  # delivered from the spool
     dropped_full: int = 0  # refused because the spool was full
     send_failures: int = 0
+    spool_errors: int = 0  # events lost because the spool could not be written (disk, perms)
     spool_bytes: int = 0
     queue_depth: int = 0
     state: State = "starting"
@@ -286,7 +287,13 @@ class EventProducer:
             self._to_spool(key, value)
 
     def _to_spool(self, key: bytes, value: bytes) -> bool:
-        if self._spool.append(key, value):
+        try:
+            appended = self._spool.append(key, value)
+        except OSError as exc:  # disk full, permissions: as loud as a full spool
+            self._stats.spool_errors += 1
+            log.error("cannot write to spool %s (%s): event LOST", self._spool.dir, exc)
+            return False
+        if appended:
             self._stats.spooled += 1
             if self._stats.state in ("ok", "starting"):
                 self._stats.state = "spooling"

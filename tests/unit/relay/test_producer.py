@@ -178,3 +178,16 @@ async def test_stop_during_stall_keeps_unconfirmed_events(tmp_path: Path) -> Non
     await _until(lambda: len(world.log) == 2)
     await again.stop()
     assert world.ids() == ["e0", "e1"]
+
+
+async def test_unwritable_spool_is_counted_not_raised(tmp_path: Path, caplog: Any) -> None:
+    world = FakeWorld()
+    p = _producer(tmp_path, world, queue_size=1)
+
+    def broken(key: bytes, value: bytes) -> bool:
+        raise OSError(28, "No space left on device")
+
+    p._spool.append = broken  # type: ignore[method-assign]
+    assert p.publish_nowait(_ev(0))  # queued
+    assert not p.publish_nowait(_ev(1))  # queue full -> spool -> disk error
+    assert p.stats.spool_errors >= 1 and "event LOST" in caplog.text
