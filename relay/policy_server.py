@@ -106,17 +106,27 @@ class PolicyServer:
         return ListenAddress("inet", host=host, port=port)
 
     async def start(self) -> None:
+        try:
+            await self._listen()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.listen}: {exc.strerror or exc}",
+                              "another policy service may be running there; pick another "
+                              "--listen address or stop it") from exc
+        log.info("policy service listening on %s", self.bound)
+
+    async def _listen(self) -> None:
         if self.listen.kind == "unix":
             path = Path(self.listen.path)
-            if path.is_socket():  # left over from a crash; a live server would own it
-                path.unlink()
+            if path.is_socket():
+                if await _unix_alive(path):
+                    raise OSError(98, "a running service owns this socket")
+                path.unlink()  # left over from a crash
             self._server = await asyncio.start_unix_server(self._serve, path=str(path))
             os.chmod(path, self.unix_mode)
         else:
             self._server = await asyncio.start_server(
                 self._serve, host=self.listen.host, port=self.listen.port, reuse_address=True
             )
-        log.info("policy service listening on %s", self.bound)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -201,3 +211,12 @@ class PolicyServer:
             except Exception:  # publishing trouble must never cost the answer
                 log.exception("could not publish send event %s", event and event.event_id)
         return action
+
+
+async def _unix_alive(path: Path) -> bool:
+    try:
+        _, w = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    w.close()
+    return True

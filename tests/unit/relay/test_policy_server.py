@@ -113,3 +113,24 @@ def test_parse_listen() -> None:
     for bad in ("inet:127.0.0.1", "unix:", "10040", "inet:h:99999"):
         with pytest.raises(ConfigError):
             parse_listen(bad)
+
+
+async def test_address_in_use_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.sock"
+    first = PolicyServer(parse_listen(f"unix:{path}"), LockBook(), DecisionConfig(), "r")
+    await first.start()
+    try:
+        second = PolicyServer(parse_listen(f"unix:{path}"), LockBook(), DecisionConfig(), "r")
+        with pytest.raises(ConfigError):
+            await second.start()
+        tcp = PolicyServer(ListenAddress("inet", "127.0.0.1", 0), LockBook(), DecisionConfig(),
+                           "r")
+        await tcp.start()
+        try:
+            clash = PolicyServer(tcp.bound, LockBook(), DecisionConfig(), "r")
+            with pytest.raises(ConfigError):
+                await clash.start()
+        finally:
+            await tcp.stop()
+    finally:
+        await first.stop()
