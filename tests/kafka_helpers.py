@@ -1,12 +1,36 @@
-"""Small aiokafka helpers for integration tests: produce records, collect until a condition."""
+"""aiokafka helpers shared by the integration and e2e tests: topics, producing records and lock
+commands, reading topics from the start, waiting for a condition."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+
+from relayguard.broker.topics import ensure_topics, standard_topics
+from relayguard.settings import Settings
+from stream.codec import dumps, lock_command_to_dict, lock_key
+from stream.records import LockCommand
+
+Records = list[ConsumerRecord[bytes, bytes]]
+
+
+async def make_topics(settings: Settings) -> None:
+    await ensure_topics(settings.bootstrap_servers, standard_topics(settings))
+
+
+def lock_cmd(subject: str, version: int, action: str = "lock", kind: str = "user",
+             dry_run: bool = False, expires_at: float | None = None) -> LockCommand:
+    return LockCommand(
+        command_id=f"cmd-{subject}-{version}", subject=subject, subject_kind=kind,  # type: ignore[arg-type]
+        action=action, reason="test", detector="operator", evidence={},  # type: ignore[arg-type]
+        issued_at=time.time(), expires_at=expires_at, issuer="test", version=version,
+        dry_run=dry_run,
+    )
 
 
 async def produce(
@@ -22,25 +46,42 @@ async def produce(
         await producer.stop()
 
 
-async def collect(
-    bootstrap: str,
-    topics: list[str],
-    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-    timeout: float,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read the topics from the beginning until `until(records)` holds or the timeout passes."""
+async def produce_locks(bootstrap: str, topic: str, cmds: list[LockCommand]) -> None:
+    await produce(bootstrap, topic, [
+        (lock_key(c.subject_kind, c.subject), dumps(lock_command_to_dict(c))) for c in cmds
+    ])
+
+
+async def collect(bootstrap: str, topics: list[str], until: Callable[[Records], bool],
+                  timeout: float, settle: float = 0.0) -> Records:
+    """Read the topics from the beginning until `until(records)` holds or the timeout passes,
+    then `settle` seconds more, so that records beyond what was awaited (duplicates) show up."""
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    seen: list[ConsumerRecord[bytes, bytes]] = []
+    seen: Records = []
     try:
         deadline = time.monotonic() + timeout
+        settling = False
         while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for records in batch.values():
+            for records in (await consumer.getmany(timeout_ms=300)).values():
                 seen.extend(records)
-            if until(seen):
-                break
+            if not settling and until(seen):
+                settling, deadline = True, time.monotonic() + settle
         return seen
     finally:
         await consumer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, want: int, timeout: float = 30.0,
+                   settle: float = 2.0) -> Records:
+    """Every record of `topic` from the start: waits for `want`, then `settle` s more."""
+    return await collect(bootstrap, [topic], lambda rs: len(rs) >= want, timeout, settle)
+
+
+async def until(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.05)

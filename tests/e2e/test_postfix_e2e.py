@@ -25,8 +25,8 @@ from relay.log_parser import LogParser
 from relay.tail_cli import local_zone
 from relayguard.settings import Settings
 from stream.records import Event, LoginEvent
-from tests.e2e.kafka_io import make_topics, read_all
 from tests.e2e.postfix_env import PostfixEnv
+from tests.kafka_helpers import make_topics, read_all
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -19,9 +19,9 @@ from relay.policy_server import ListenAddress, PolicyServer
 from relay.producer import EventProducer
 from relay.tail_cli import local_zone
 from relayguard.settings import Settings
-from tests.e2e.kafka_io import lock_cmd, make_topics, produce_locks, read_all
 from tests.e2e.postfix_env import PostfixEnv
 from tests.fixtures.worker import RunningWorker
+from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ import pytest
 
 from relayguard.broker.config import free_port
 from relayguard.settings import Settings
-from tests.integration.relay_helpers import lock_cmd, make_topics, produce_locks, read_all
+from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.integration
 

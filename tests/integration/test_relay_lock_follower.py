@@ -10,7 +10,7 @@ import pytest
 from relay.lock_follower import LockFollower
 from relayguard.settings import Settings
 from stream.codec import lock_ack_from_dict
-from tests.integration.relay_helpers import (
+from tests.kafka_helpers import (
     lock_cmd,
     make_topics,
     produce,

@@ -15,7 +15,7 @@ from relay.policy_protocol import DecisionConfig
 from relay.policy_server import ListenAddress, PolicyServer
 from relay.producer import EventProducer
 from relayguard.settings import Settings
-from tests.integration.relay_helpers import lock_cmd, make_topics, produce_locks, read_all
+from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from relayguard.broker.config import free_port
 from relayguard.broker.server import LocalBroker
 from relayguard.broker.topics import TopicSpec, ensure_topics
 from stream.records import SendEvent
-from tests.integration.relay_helpers import read_all, until
+from tests.kafka_helpers import read_all, until
 
 pytestmark = pytest.mark.integration
 TOPIC = "relayguard.events"

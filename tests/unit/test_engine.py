@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from stream import engine
 from stream.detectors import registry
 from stream.policy import DetectorPolicy, PolicyParams
@@ -23,9 +25,10 @@ def send(i: int, t: float, user: str = "mallory", rcpts: int = 1) -> SendEvent:
     return SendEvent(f"s{i}", t, "r1", user, "192.0.2.1", f"{user}@x.test", rcpts, 1000)
 
 
-def run(p: engine.CoreParams, events: list[SendEvent | LoginEvent], key: str = "mallory"):
+def run(p: engine.CoreParams, events: Sequence[SendEvent | LoginEvent],
+        key: str = "mallory") -> list[engine.StepResult]:
     state = None
-    results = []
+    results: list[engine.StepResult] = []
     for e in events:
         r = engine.step(p, "user", key, state, e)
         state = r.state
