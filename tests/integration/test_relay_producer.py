@@ -43,6 +43,10 @@ async def test_spool_while_down_replay_in_order_exactly_once(
     # kafka_bootstrap: the session fixture has fetched the jars (and proves java works)
     port = free_port()
     broker = LocalBroker(data_dir=tmp_path / "kafka", port=port)
+    # Create the topic first: a producer reconnecting to a fresh broker before ensure_topics
+    # ran would have it auto-created with one partition.
+    await _start(broker)
+    await asyncio.to_thread(broker.stop, 30, True)
     producer = EventProducer(f"127.0.0.1:{port}", TOPIC, tmp_path / "spool",
                              retry_interval=0.5, request_timeout_ms=3000)
     await producer.start()
