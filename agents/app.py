@@ -16,6 +16,7 @@ import faust
 from agents.control import Tables, due_for_expiry, handle_control, sync_record, tick_record
 from agents.metrics import Metrics
 from agents.pipeline import Origin, Pipeline
+from agents.slack_notifier import SlackNotifier
 from relayguard.geoip import GeoLocator
 from relayguard.settings import Settings
 from stream import codec, engine
@@ -134,6 +135,23 @@ def create_app(settings: Settings, params: engine.CoreParams,
         for kind, key in due_for_expiry(pipeline, tables, now, not scanned["done"]):
             await outputs.send_control(tick_record(kind, key, now))
         scanned["done"] = True
+
+    notifier = SlackNotifier(settings)
+    if notifier.enabled:
+
+        @app.agent(outputs.alerts, concurrency=1)
+        async def notify_slack(stream: Any) -> None:
+            """One poster for the fleet: the alerts topic has a single partition."""
+            async for ev in stream.events():
+                try:
+                    alert = codec.alert_from_dict(codec.parse_record(ev.value, ("alert",)))
+                except (codec.Rejected, KeyError, TypeError, ValueError) as exc:
+                    log.error("unreadable alert skipped: %s", exc)
+                    continue
+                if await notifier.notify(alert):
+                    metrics.inc("slack_messages_total", outcome="posted")
+                elif notifier.wants(alert):
+                    metrics.inc("slack_messages_total", outcome="failed")
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -12,6 +12,7 @@ HELP = {
     "lock_commands_total": "Lock commands published, by action",
     "alerts_total": "Alerts published, by detector",
     "rerouted_total": "Events re-keyed because the relay used the wrong key",
+    "slack_messages_total": "Alerts posted to Slack (or not), by outcome",
 }
 
 

@@ -5,7 +5,7 @@ core parameters."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -73,7 +73,12 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_channel: str | None = None
     slack_webhook_url: SecretStr | None = None
-    slack_base_url: str | None = None
+    slack_base_url: str | None = Field(
+        None, description="Slack Web API base URL (default Slack's own); for proxies and tests"
+    )
+    slack_min_severity: Literal["info", "low", "medium", "high", "critical"] = Field(
+        "low", description="alerts below this severity are not posted to Slack"
+    )
     config_file: Path | None = Field(None, description="TOML file with [detectors] and [policy]")
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)

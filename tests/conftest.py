@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.worker",
     "tests.fixtures.postfix",
+    "tests.fixtures.slack",
 ]
