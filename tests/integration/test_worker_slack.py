@@ -1,4 +1,4 @@
-"""The real worker posts its alerts to Slack (a local stand-in for Slack's API) with the evidence."""
+"""The real worker posts its alerts to Slack (a local stand-in for its API) with the evidence."""
 
 from __future__ import annotations
 
