@@ -255,7 +255,9 @@ class EventProducer:
     async def _connect(self) -> bool:
         producer = self._factory()
         try:
-            await producer.start()
+            # Bounded: aiokafka's idempotent start retries the producer-id request forever when
+            # the broker dies between bootstrap and that request; we must spool meanwhile.
+            await asyncio.wait_for(producer.start(), self.request_timeout_ms / 1000 + 2)
         except Exception as exc:
             self._note_failure(exc)
             with contextlib.suppress(Exception):

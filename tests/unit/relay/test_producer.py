@@ -19,6 +19,8 @@ class FakeKafka:
         self.world = world
 
     async def start(self) -> None:
+        if self.world.start_hangs:  # idempotent aiokafka when the broker dies mid-start
+            await asyncio.Event().wait()
         if self.world.down:
             raise ConnectionError("broker down")
 
@@ -41,6 +43,7 @@ class FakeWorld:
     def __init__(self) -> None:
         self.down = False
         self.hang = False
+        self.start_hangs = False
         self.held: list[tuple[asyncio.Future[None], bytes, bytes]] = []
         self.log: list[tuple[bytes, bytes]] = []
 
@@ -191,3 +194,18 @@ async def test_unwritable_spool_is_counted_not_raised(tmp_path: Path, caplog: An
     assert p.publish_nowait(_ev(0))  # queued
     assert not p.publish_nowait(_ev(1))  # queue full -> spool -> disk error
     assert p.stats.spool_errors >= 1 and "event LOST" in caplog.text
+
+
+async def test_a_start_that_never_finishes_does_not_stop_spooling(tmp_path: Path) -> None:
+    world = FakeWorld()
+    world.start_hangs = True
+    p = _producer(tmp_path, world, request_timeout_ms=100)
+    await p.start()
+    for i in range(3):
+        assert p.publish_nowait(_ev(i))
+    await _until(lambda: p.stats.spooled == 3)  # connect gave up after ~2.1 s: spooled
+    assert p.state == "spooling"
+    world.start_hangs = False
+    await _until(lambda: p.state == "ok" and p.stats.spool_bytes == 0)
+    assert world.ids() == ["e0", "e1", "e2"]
+    await p.stop()
