@@ -62,7 +62,8 @@ async def test_broker_killed_mail_flows_events_spool_and_arrive_once(
 
     try:
         assert await follower.ready(timeout=30)
-        await mail_round()  # broker up
+        await mail_round()  # broker up: these go straight to Kafka
+        await until(lambda: producer.stats.sent >= len(USERS), 30, "sent while the broker is up")
 
         await asyncio.to_thread(broker.stop, 0.1, True)  # SIGTERM, SIGKILL after 0.1 s
         # Broker dead: every message must still be accepted. The first events wait inside

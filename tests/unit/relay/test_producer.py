@@ -206,6 +206,6 @@ async def test_a_start_that_never_finishes_does_not_stop_spooling(tmp_path: Path
     await _until(lambda: p.stats.spooled == 3)  # connect gave up after ~2.1 s: spooled
     assert p.state == "spooling"
     world.start_hangs = False
-    await _until(lambda: p.state == "ok" and p.stats.spool_bytes == 0)
+    await _until(lambda: p.stats.state == "ok" and p.stats.spool_bytes == 0)
     assert world.ids() == ["e0", "e1", "e2"]
     await p.stop()
