@@ -77,6 +77,8 @@ def create_app(settings: Settings, params: engine.CoreParams,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         broker_commit_every=500,
+        producer_linger=0.005,  # batch changelog and output records (default: one per send)
+        broker_max_poll_records=1000,
     )
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings)
