@@ -33,6 +33,7 @@ test: lint
 bench: install
 	$(BIN)/python bench/core_bench.py
 	$(BIN)/python bench/policy_server_bench.py
+	$(BIN)/python bench/worker_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
