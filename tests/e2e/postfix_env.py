@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relayguard.broker.config import free_port
+
 SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
 USERS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "carol": "carol-secret-3",
          "dave": "dave-secret-4"}
@@ -31,12 +33,6 @@ INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-post
 
 class HarnessError(RuntimeError):
     """The private mail system could not be installed, configured or started."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env() -> dict[str, str]:
