@@ -31,6 +31,9 @@ class DetectorPolicy:
     ttl_seconds: float | None = None  # used by "throttle"
     cooldown_seconds: float = 3600.0  # no second alert for the same detector and subject within
     silent: bool = False  # findings feed correlation only: no alert (ignored unless remedy alert)
+    # Try a detector's remedy out: alert with what it would have done, issue no command, and
+    # leave the lock state alone so it never holds back a real remedy from another detector.
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ def decide(params: PolicyParams, state: LockState, findings: list[Finding], now:
         if pol.silent and pol.remedy == "alert":
             continue
         command: LockCommand | None = None
-        if _escalates(state, pol.remedy, now):
+        if not pol.dry_run and _escalates(state, pol.remedy, now):
             state, command = _lock(params, state, finding, pol, now)
             commands.append(command)
         elif _cooling_down(state, finding.detector, pol, now):
@@ -192,7 +195,7 @@ def _alert(params: PolicyParams, finding: Finding, pol: DetectorPolicy,
         summary=finding.summary,
         evidence=finding.evidence,
         event_time=finding.event_time,
-        remedy=pol.remedy if command else "alert",
+        remedy=pol.remedy if command or pol.dry_run else "alert",
         command_id=command.command_id if command else None,
-        dry_run=params.dry_run,
+        dry_run=params.dry_run or pol.dry_run,
     )

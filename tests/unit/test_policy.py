@@ -115,3 +115,14 @@ def test_command_ids_are_deterministic() -> None:
     a = policy.decide(p, LockState(), [finding("volume")], T0).commands[0]
     b = policy.decide(p, LockState(), [finding("volume")], T0).commands[0]
     assert a.command_id == b.command_id and a.version == b.version == int(T0 * 1000)
+
+
+def test_per_detector_dry_run_alerts_what_it_would_do_and_holds_nothing_back() -> None:
+    pol = {**POL, "impossible_travel": DetectorPolicy("lock", "high", dry_run=True)}
+    d = policy.decide(PolicyParams(pol), LockState(), [finding("impossible_travel")], T0)
+    assert d.commands == [] and not d.state.locked
+    (alert,) = d.alerts
+    assert alert.dry_run and alert.remedy == "lock" and alert.command_id is None
+    # A real remedy from another detector still goes out right after.
+    d2 = policy.decide(PolicyParams(pol), d.state, [finding("volume", t=T0 + 1)], T0 + 1)
+    assert [c.detector for c in d2.commands] == ["volume"] and not d2.commands[0].dry_run
