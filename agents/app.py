@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from agents import http_api
 from agents.control import Tables, due_for_expiry, handle_control, sync_record, tick_record
 from agents.metrics import Metrics
 from agents.pipeline import Origin, Pipeline
@@ -154,6 +155,8 @@ def create_app(settings: Settings, params: engine.CoreParams,
                     metrics.inc("slack_messages_total", outcome="posted")
                 elif notifier.wants(alert):
                     metrics.inc("slack_messages_total", outcome="failed")
+
+    http_api.register(app, settings)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

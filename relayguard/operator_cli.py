@@ -6,17 +6,14 @@ import asyncio
 import getpass
 import socket
 import time
-import uuid
 from typing import Any
 
 import click
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from relayguard import lock_admin
 from relayguard.cli_support import friendly_errors
-from relayguard.errors import DownstreamError
 from relayguard.settings import load_settings
-from stream import codec
-from stream.records import LockCommand, SubjectKind
+from stream.records import LockAction, LockCommand, SubjectKind
 from stream.timefmt import to_rfc3339
 
 
@@ -24,62 +21,9 @@ def _issuer() -> str:
     return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
-async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
-    """Latest value per key of a compacted topic, read from the beginning up to its end now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        # consumer.topics() fetches but does not keep metadata; ask the client directly.
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [TopicPartition(topic, p) for p in (cluster.partitions_for_topic(topic) or [])]
-        if not parts:
-            raise DownstreamError(f"topic {topic} does not exist on {bootstrap}",
-                                  "start a worker once (it creates the topics) or check the prefix")
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        latest: dict[bytes, bytes] = {}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in parts]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, parts, strict=True)):
-                break
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for rec in records:
-                    if rec.key is not None and rec.value is not None:
-                        latest[rec.key] = rec.value
-        return latest
-    finally:
-        await consumer.stop()
-
-
-async def publish_command(bootstrap: str, topic: str, command: LockCommand) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, codec.dumps(codec.lock_command_to_dict(command)),
-                                     key=codec.lock_key(command.subject_kind, command.subject))
-    finally:
-        await producer.stop()
-
-
-async def _operator_command(action: str, subject: str, kind: SubjectKind, reason: str,
+async def _operator_command(action: LockAction, subject: str, kind: SubjectKind, reason: str,
                             ttl: float | None) -> LockCommand:
-    s = load_settings()
-    latest = await read_latest(s.bootstrap_servers, s.topics.locks)
-    previous = latest.get(codec.lock_key(kind, subject))
-    prev_version = codec.decode_lock_command(previous).version if previous else 0
-    now = time.time()
-    command = LockCommand(
-        command_id=str(uuid.uuid4()), subject=subject, subject_kind=kind,
-        action=action,  # type: ignore[arg-type]
-        reason=reason, detector="operator", evidence={}, issued_at=now,
-        expires_at=now + ttl if ttl else None, issuer=_issuer(),
-        version=max(prev_version + 1, int(now * 1000)), severity="high",
-    )
-    await publish_command(s.bootstrap_servers, s.topics.locks, command)
-    return command
+    return await lock_admin.issue(load_settings(), action, subject, kind, reason, ttl, _issuer())
 
 
 def _subject_options(fn: Any) -> Any:
@@ -110,17 +54,11 @@ def unlock(subject: str, is_ip: bool, reason: str) -> None:
 @click.command(help="List what is locked now, from the compacted lock topic.")
 @friendly_errors
 def locks() -> None:
-    s = load_settings()
-    latest = asyncio.run(read_latest(s.bootstrap_servers, s.topics.locks))
+    commands = asyncio.run(lock_admin.current_commands(load_settings()))
     now = time.time()
     shown = 0
-    for raw in latest.values():
-        try:
-            c = codec.decode_lock_command(raw)
-        except codec.Rejected as exc:
-            click.echo(f"(unreadable record: {exc})", err=True)
-            continue
-        if c.action != "lock" or c.dry_run or (c.expires_at is not None and c.expires_at <= now):
+    for c in commands.values():
+        if not lock_admin.is_active(c, now):
             continue
         until = "until unlocked" if c.expires_at is None else f"until {to_rfc3339(c.expires_at)}"
         click.echo(f"{c.subject_kind:4} {c.subject:30} {until:35} {c.detector:18} {c.reason}")

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     geoip_city_db: Path | None = Field(
         None, description="MaxMind GeoLite2/GeoIP2 City or DB-IP City Lite .mmdb file"
     )
+    api_token: SecretStr | None = Field(
+        None, description="bearer token that allows POST /api/locks on the worker"
+    )
     slack_bot_token: SecretStr | None = None
     slack_channel: str | None = None
     slack_webhook_url: SecretStr | None = None

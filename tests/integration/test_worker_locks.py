@@ -9,7 +9,7 @@ import uuid
 import orjson
 import pytest
 
-from relayguard.operator_cli import publish_command
+from relayguard.lock_admin import publish_command
 from stream import codec
 from stream.records import LockCommand, LoginEvent, SendEvent
 from tests.fixtures.worker import RunningWorker, StartWorker
