@@ -91,3 +91,18 @@ def test_dry_run_marks_commands() -> None:
     results = run(p, [send(i, T0 + i) for i in range(12)])
     (cmd,) = [c for r in results for c in r.commands]
     assert cmd.dry_run
+
+
+def test_dedupe_remembers_the_last_ids_only() -> None:
+    p = params()
+    p = engine.CoreParams(p.detectors, p.policy, dedupe_ids=4)
+    events = [send(i, T0 + i * 10) for i in range(6)]
+    results = run(p, [*events, events[5], events[1]])
+    assert [r.outcome for r in results[-2:]] == ["duplicate", "processed"]  # e1 was forgotten
+    assert len(results[-1].state.recent_event_ids) == 4 * 8
+
+
+def test_digest_match_must_be_aligned() -> None:
+    d = bytes(range(16))  # two digests: 0..7 and 8..15
+    assert engine._seen(d, bytes(range(8, 16)))
+    assert not engine._seen(d, bytes(range(4, 12)))  # straddles both

@@ -22,10 +22,10 @@ def _size(state: object) -> int:
 
 T0 = 1_796_000_000.0
 DAY = 86400.0
-# Stated bounds (bytes of pickle): the user's state is dominated by the engine's 256 remembered
-# event ids; every detector keeps capped tuples.
-USER_STATE_BOUND = 24_000
-IP_STATE_BOUND = 20_000
+# Stated bounds (bytes of pickle): the engine remembers 256 event-id digests (2 KiB); every
+# detector keeps capped tuples. Measured: ~6.1 KB for the busy user, ~3.2 KB for the IP.
+USER_STATE_BOUND = 10_000
+IP_STATE_BOUND = 6_000
 PLACES = [(52.52, 13.405, "DE"), (48.857, 2.352, "FR"), (51.507, -0.128, "GB"),
           (40.713, -74.006, "US"), (35.68, 139.69, "JP"), (-23.55, -46.63, "BR"),
           (41.9, 12.5, "IT"), (55.75, 37.62, "RU"), (19.08, 72.88, "IN"), (-33.87, 151.21, "AU")]
