@@ -85,8 +85,8 @@ def create_app(settings: Settings, params: engine.CoreParams,
     outputs = KafkaOutputs(app, settings)
     pipeline = Pipeline(params, locator, outputs, metrics)
     # Values are bytes we pickle ourselves (agents/state_codec.py): Faust's own value codecs
-    # handed back dicts after changelog recovery.
-    # (Faust picks table serializers from key_type/value_type, not from a schema.)
+    # handed back dicts after changelog recovery. Faust picks table serializers from
+    # key_type/value_type, not from a schema.
     table_opts: dict[str, Any] = {"partitions": settings.partitions, "key_type": str,
                                   "value_type": bytes}
     users = app.Table("user-state", default=None, **table_opts)
@@ -128,7 +128,10 @@ def create_app(settings: Settings, params: engine.CoreParams,
     @app.agent(outputs.control, concurrency=1)
     async def control(stream: Any) -> None:
         async for ev in stream.events():
-            await handle_control(pipeline, ev.value, tables)
+            try:
+                await handle_control(pipeline, ev.value, tables)
+            except Exception:
+                log.exception("unexpected error on a control record; skipped")
 
     scanned = {"done": False}
 
@@ -167,5 +170,4 @@ def create_app(settings: Settings, params: engine.CoreParams,
     async def ready_page(web: Any, request: Any) -> Any:
         return web.text("ready\n")
 
-    app.relayguard_metrics = metrics  # type: ignore[attr-defined]
     return app
