@@ -108,7 +108,7 @@ class Pipeline:
 
     def store(self, kind: SubjectKind, key: str, state: engine.KeyState,
               table: MutableMapping[str, bytes]) -> None:
-        stored = state_codec.dumps(state)
+        stored = self.decoded.dumps(kind, key, state)
         table[key] = stored
         self.decoded.remember(kind, key, stored, state)
         expires = state.lock.expires_at if state.lock.locked else None

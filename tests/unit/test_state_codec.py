@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+
+import pytest
+
 from agents import state_codec
 from relayguard.core_params import build_core_params
 from relayguard.settings import Settings
@@ -45,3 +49,25 @@ def test_cache_is_bounded() -> None:
     for key in "abc":
         cache.remember("user", key, state_codec.dumps(state), state)
     assert len(cache._items) == 2 and ("user", "a") not in cache._items
+
+
+def test_cached_dumps_reuses_unchanged_detector_bytes_and_stays_exact() -> None:
+    params = build_core_params(Settings())
+    cache = state_codec.DecodedCache()
+    state = busy_state()
+    first = cache.dumps("user", "u", state)
+    before = dict(cache._blobs[("user", "u")])
+    e = SendEvent("s-next", 1796000000.0 + 3600, "r", "u", "192.0.2.1", "u@x", 1, 900)
+    after_send = engine.step(params, "user", "u", state, e).state
+    second = cache.dumps("user", "u", after_send)
+    blobs = cache._blobs[("user", "u")]
+    reused = [n for n in blobs if blobs[n][1] is before[n][1]]
+    assert "impossible_travel" in reused and "volume" not in reused  # a send moves volume only
+    assert state_codec.loads(first) == state
+    assert state_codec.loads(second) == after_send
+    assert second == state_codec.dumps(after_send)  # same bytes as without the cache
+
+
+def test_loads_refuses_foreign_bytes() -> None:
+    with pytest.raises(TypeError):
+        state_codec.loads(pickle.dumps({"not": "a state"}))
