@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relayguard.broker.fetch import stderr_progress
 from relayguard.broker.server import LocalBroker
 from relayguard.broker.topics import ensure_topics, standard_topics
 from relayguard.demo_geodb import write_city_db
@@ -121,7 +122,7 @@ def main() -> None:
     ap.add_argument("--bursts", type=int, default=20)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relayguard-bench-"))
-    broker = LocalBroker(data_dir=work / "broker")
+    broker = LocalBroker(data_dir=work / "broker", progress=stderr_progress)
     broker.start()
     worker = None
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relayguard.broker.fetch import stderr_progress
 from relayguard.broker.server import LocalBroker
 from relayguard.demo_geodb import write_city_db
 from relayguard.demo_scenario import EXPECTED_LOCKS, NORMAL_USERS, scenario
@@ -110,7 +111,8 @@ def demo(timeout: float, keep: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="relayguard-demo-"))
     geo_db = base.geoip_city_db or write_city_db(work / "demo-city.mmdb")
     _step(f"starting a local Kafka broker (data in {work})")
-    broker = LocalBroker(data_dir=work / "broker")
+    # The first run downloads the broker jars with Maven: show it rather than hang silently.
+    broker = LocalBroker(data_dir=work / "broker", progress=stderr_progress)
     worker: WorkerProcess | None = None
     try:
         broker.start()
