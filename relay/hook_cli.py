@@ -9,7 +9,7 @@ process. Postfix main.cf, failing open if relayguard is down:
         inet:127.0.0.1:10040, timeout=5s, default_action=DUNNO }
 
 (the second line gives send events with the real size and recipient count).
-`hook tail` (relay/tail_cli.py, the mail-log follower) is mounted here when present.
+`hook tail` (relay/tail_cli.py, the mail-log follower) is mounted here.
 """
 
 from __future__ import annotations
@@ -126,12 +126,7 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
 
 
 def _mount_tail() -> None:
-    """The mail-log follower lives in relay/tail_cli.py (another module, optional here)."""
-    import importlib.util
-
-    if importlib.util.find_spec("relay.tail_cli") is None:
-        return
-    from relay.tail_cli import tail
+    from relay.tail_cli import tail  # the mail-log follower, in a module of its own
 
     hook.add_command(tail)
 
