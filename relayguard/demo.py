@@ -6,6 +6,8 @@ Everything runs on this machine on free ports; nothing is left running afterward
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import shutil
 import tempfile
 import time
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from relayguard.broker.fetch import stderr_progress
 from relayguard.broker.server import LocalBroker
+from relayguard.demo_fleet import attack, normal_tick
 from relayguard.demo_geodb import write_city_db
 from relayguard.demo_scenario import EXPECTED_LOCKS, NORMAL_USERS, scenario
 from relayguard.settings import Settings, load_settings
@@ -24,14 +27,18 @@ from relayguard.worker_process import WorkerProcess
 from stream import codec
 
 SETTLE_SECONDS = 3.0
+ATTACK_EVERY = 20.0
 
 
 def _step(text: str) -> None:
     click.secho(f"==> {text}", fg="cyan", err=True)
 
 
-async def _watch_and_play(settings: Settings, timeout: float) -> dict[str, str]:
-    """Play the scenario, print locks/alerts as they arrive; return user -> detector locked."""
+async def _watch_and_play(settings: Settings, timeout: float, follow: float | None,
+                          locked: dict[str, str]) -> None:
+    """Play the scenario, print locks/alerts as they arrive, fill `locked` (user -> detector)
+    and print the verdict. With `follow` (seconds, inf = until Ctrl-C) keep a simulated fleet
+    running afterwards."""
     t = settings.topics
     consumer = AIOKafkaConsumer(t.locks, t.alerts, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", group_id=None)
@@ -39,7 +46,6 @@ async def _watch_and_play(settings: Settings, timeout: float) -> dict[str, str]:
                                 linger_ms=5)
     await consumer.start()
     await producer.start()
-    locked: dict[str, str] = {}
     try:
         t0 = time.time()
         phase = None
@@ -60,10 +66,37 @@ async def _watch_and_play(settings: Settings, timeout: float) -> dict[str, str]:
             for records in batch.values():
                 for rec in records:
                     _show(rec.topic, rec.value, t.locks, locked)
+        _summary(locked)
+        if follow:
+            await _follow(producer, consumer, settings, follow)
     finally:
         await producer.stop()
         await consumer.stop()
-    return locked
+
+
+async def _follow(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, settings: Settings,
+                  seconds: float) -> None:
+    t = settings.topics
+    until = "until Ctrl-C" if seconds == float("inf") else f"for {seconds:.0f}s"
+    _step(f"simulated fleet keeps running {until}: steady traffic, an attack every "
+          f"{ATTACK_EVERY:.0f}s")
+    rnd, n, end = random.Random(), 0, time.monotonic() + seconds
+    next_attack = time.monotonic() + 5
+    seen: dict[str, str] = {}
+    while time.monotonic() < end:
+        events = normal_tick(time.time(), rnd)
+        if time.monotonic() >= next_attack:
+            kind, victim, bad = attack(n, time.time())
+            _step(f"attack #{n + 1}: {kind} on {victim}")
+            events += bad
+            n, next_attack = n + 1, time.monotonic() + ATTACK_EVERY
+        for e in events:
+            await producer.send(t.events, codec.encode_event(e),
+                                key=(e.user or e.client_ip).encode())
+        batch = await consumer.getmany(timeout_ms=2000)
+        for records in batch.values():
+            for rec in records:
+                _show(rec.topic, rec.value, t.locks, seen)
 
 
 def _show(topic: str, value: bytes, locks_topic: str, locked: dict[str, str]) -> None:
@@ -83,21 +116,22 @@ def _show(topic: str, value: bytes, locks_topic: str, locked: dict[str, str]) ->
                     f"{alert.summary}", fg="yellow")
 
 
-def _summary(locked: dict[str, str]) -> bool:
-    ok = True
+def _verdict(locked: dict[str, str]) -> bool:
+    """Every scripted attacker locked by the expected detector, no normal user locked."""
+    return (all(locked.get(e.user) == e.detector for e in EXPECTED_LOCKS)
+            and not any(u in locked for u in NORMAL_USERS))
+
+
+def _summary(locked: dict[str, str]) -> None:
     click.echo("")
     for exp in EXPECTED_LOCKS:
-        got = locked.get(exp.user)
-        hit = got == exp.detector
-        ok &= hit
+        hit = locked.get(exp.user) == exp.detector
         mark = click.style("locked", fg="green") if hit else click.style("MISSED", fg="red")
         click.echo(f"  {mark}  {exp.user:20} {exp.story}")
     for user in NORMAL_USERS:
         wrong = user in locked
-        ok &= not wrong
         mark = click.style("LOCKED", fg="red") if wrong else click.style("left alone", fg="green")
         click.echo(f"  {mark}  {user:20} normal traffic")
-    return ok
 
 
 @click.command(help="Start a local Kafka broker and a worker, play a scripted relay fleet "
@@ -106,7 +140,12 @@ def _summary(locked: dict[str, str]) -> bool:
                "was locked and no normal user was.")
 @click.option("--timeout", default=60.0, show_default=True, help="seconds to wait for verdicts")
 @click.option("--keep", is_flag=True, help="keep the demo's data dir (broker and worker logs)")
-def demo(timeout: float, keep: bool) -> None:
+@click.option("--follow", is_flag=True,
+              help="after the script, keep the monitor and a simulated fleet running "
+                   "(steady traffic, an attack every 20 s) until Ctrl-C")
+@click.option("--duration", type=float, default=None,
+              help="with --follow: stop after this many seconds instead of at Ctrl-C")
+def demo(timeout: float, keep: bool, follow: bool, duration: float | None) -> None:
     base = load_settings()
     work = Path(tempfile.mkdtemp(prefix="relayguard-demo-"))
     geo_db = base.geoip_city_db or write_city_db(work / "demo-city.mmdb")
@@ -128,8 +167,11 @@ def demo(timeout: float, keep: bool) -> None:
         }, work / "worker.log")
         worker.start()
         click.echo(f"    worker ready, metrics at {worker.url}/metrics", err=True)
-        locked = asyncio.run(_watch_and_play(settings, timeout))
-        ok = _summary(locked)
+        keep_going = (duration or float("inf")) if follow else None
+        locked: dict[str, str] = {}
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --follow; clean up below
+            asyncio.run(_watch_and_play(settings, timeout, keep_going, locked))
+        ok = _verdict(locked)
     finally:
         _step("stopping worker and broker")
         if worker:

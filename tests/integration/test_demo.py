@@ -22,3 +22,13 @@ def test_demo_locks_the_scripted_attacks(kafka_bootstrap: str) -> None:
     for user in ("ana@example.com", "ben@example.com", "dana@example.com"):
         assert f"left alone  {user}" in out
     assert "LOCK  carol@example.com    until unlocked   [impossible_travel]" in out
+
+
+def test_demo_follow_keeps_locking_attacks_and_spares_staff(kafka_bootstrap: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "relayguard", "demo", "--follow",
+                          "--duration", "30"], capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "attack #1: spam burst on victim000@example.com" in out
+    assert "LOCK  victim000@example.com" in out
+    assert "LOCK  staff" not in out, out  # the steady traffic stays under every limit
