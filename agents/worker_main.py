@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+import time
 
 import faust
 
@@ -16,6 +19,27 @@ from relayguard.settings import Settings
 log = logging.getLogger("relayguard.worker")
 
 
+class _Worker(faust.Worker):
+    """Faust's shutdown waits for Kafka to take the last commits and changelog records; with
+    Kafka unreachable it waits forever. Give it `grace` seconds, then exit anyway: at-least-once
+    processing redoes the uncommitted records on the next start."""
+
+    def __init__(self, app: faust.App, grace: float, **kwargs: object) -> None:
+        super().__init__(app, **kwargs)  # type: ignore[arg-type]
+        self.grace = grace
+
+    def on_worker_shutdown(self) -> None:
+        super().on_worker_shutdown()
+        threading.Thread(target=self._force_exit, name="shutdown-watchdog", daemon=True).start()
+
+    def _force_exit(self) -> None:
+        time.sleep(self.grace)
+        log.error("shutdown still waiting after %.0fs (is Kafka reachable?); exiting without "
+                  "the last commits, which the next start will redo", self.grace)
+        logging.shutdown()
+        os._exit(1)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     params = build_core_params(settings)  # config errors surface here, before any I/O
     locator = GeoLocator(settings.geoip_city_db) if settings.geoip_city_db else None
@@ -25,5 +49,5 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     asyncio.run(ensure_topics(settings.bootstrap_servers, standard_topics(settings)))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, params, locator)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = _Worker(app, settings.shutdown_grace_seconds, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

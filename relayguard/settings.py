@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
     relay_id: str = Field("relay-1", description="this relay's id in events and acks")
+    shutdown_grace_seconds: float = Field(
+        30.0, gt=0, description="worker: how long a shutdown may wait for Kafka before exiting"
+    )
     expiry_check_seconds: float = Field(
         15.0, gt=0, description="how often the worker turns expired throttles into unlocks"
     )
