@@ -107,32 +107,23 @@ class LockFollower:
                 await asyncio.sleep(self.retry_interval)
 
     async def _connect(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        from relay.kafka_assign import assign_from_beginning
 
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id=f"relayguard-locks-{self.relay_id}",
         )
         await self._consumer.start()
-        parts: set[int] = set()
-        for _ in range(5):  # a just-created topic may take a moment to show in metadata
-            # consumer.topics() fetches but does not keep the metadata; ask the client directly
-            cluster = await self._consumer._client.fetch_all_metadata()
-            parts = cluster.partitions_for_topic(self.locks_topic) or set()
-            if parts:
-                break
-            await asyncio.sleep(0.5)
-        if not parts:
+        self._targets = await assign_from_beginning(self._consumer, self.locks_topic)
+        if not self._targets:
             raise RuntimeError(f"topic {self.locks_topic} does not exist (yet)")
-        tps = [TopicPartition(self.locks_topic, p) for p in sorted(parts)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        self._targets = await self._consumer.end_offsets(tps)
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1,
                                           client_id=f"relayguard-acks-{self.relay_id}")
         await self._producer.start()
         log.info("lock follower: reading %s (%d partitions) from the beginning",
-                 self.locks_topic, len(tps))
+                 self.locks_topic, len(self._targets))
 
     async def _follow(self) -> None:
         while True:

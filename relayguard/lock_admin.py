@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relay.kafka_assign import assign_from_beginning
 from relayguard.errors import DownstreamError
 from relayguard.settings import Settings
 from stream import codec
@@ -19,15 +20,11 @@ async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        # consumer.topics() fetches but does not keep metadata; ask the client directly.
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = [TopicPartition(topic, p) for p in (cluster.partitions_for_topic(topic) or [])]
-        if not parts:
+        ends = await assign_from_beginning(consumer, topic, attempts=1)
+        if not ends:
             raise DownstreamError(f"topic {topic} does not exist on {bootstrap}",
                                   "start a worker once (it creates the topics) or check the prefix")
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
+        parts = list(ends)
         latest: dict[bytes, bytes] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

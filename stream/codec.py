@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import fastjsonschema
 import orjson
@@ -17,6 +17,7 @@ import schemas
 from stream.records import Alert, Event, LockAck, LockCommand, LoginEvent, SendEvent
 from stream.timefmt import parse_rfc3339, to_rfc3339
 
+R = TypeVar("R")
 MAX_EVENT_BYTES = 64 * 1024  # a login or send event is well under 1 KiB; anything this big is junk
 
 
@@ -101,24 +102,15 @@ def encode_event(e: Event) -> bytes:
     return orjson.dumps(event_to_dict(e))
 
 
+_LOCK_TIMES = ("issued_at", "expires_at")
+
+
 def lock_command_to_dict(c: LockCommand) -> dict[str, Any]:
-    d = asdict(c)
-    d["type"] = "lock_command"
-    d["issued_at"] = to_rfc3339(c.issued_at)
-    d["expires_at"] = None if c.expires_at is None else to_rfc3339(c.expires_at)
-    return d
+    return _to_wire(c, "lock_command", _LOCK_TIMES)
 
 
 def lock_command_from_dict(d: dict[str, Any]) -> LockCommand:
-    exp = d.get("expires_at")
-    return LockCommand(
-        command_id=d["command_id"], subject=d["subject"], subject_kind=d["subject_kind"],
-        action=d["action"], reason=d["reason"], detector=d["detector"], evidence=d["evidence"],
-        issued_at=parse_rfc3339(d["issued_at"]),
-        expires_at=None if exp is None else parse_rfc3339(exp),
-        issuer=d["issuer"], version=d["version"], severity=d.get("severity", "high"),
-        dry_run=d.get("dry_run", False),
-    )
+    return _from_wire(LockCommand, d, _LOCK_TIMES)
 
 
 def decode_lock_command(raw: bytes) -> LockCommand:
@@ -134,30 +126,38 @@ def lock_key(kind: str, subject: str) -> bytes:
     return f"{kind}:{subject}".encode()
 
 
-def alert_to_dict(a: Alert) -> dict[str, Any]:
-    d = asdict(a)
-    d["type"] = "alert"
-    d["event_time"] = to_rfc3339(a.event_time)
+def _to_wire(record: Any, kind: str, times: tuple[str, ...]) -> dict[str, Any]:
+    """A record as its schema's JSON object: `type` added, epoch times as RFC 3339."""
+    d = asdict(record)
+    d["type"] = kind
+    for name in times:
+        if d[name] is not None:
+            d[name] = to_rfc3339(d[name])
     return d
+
+
+def _from_wire(cls: type[R], d: dict[str, Any], times: tuple[str, ...]) -> R:
+    fields = {k: v for k, v in d.items() if k != "type"}
+    for name in times:
+        if fields.get(name) is not None:
+            fields[name] = parse_rfc3339(fields[name])
+    return cls(**fields)
+
+
+def alert_to_dict(a: Alert) -> dict[str, Any]:
+    return _to_wire(a, "alert", ("event_time",))
 
 
 def alert_from_dict(d: dict[str, Any]) -> Alert:
-    fields = {k: v for k, v in d.items() if k != "type"}
-    fields["event_time"] = parse_rfc3339(d["event_time"])
-    return Alert(**fields)
+    return _from_wire(Alert, d, ("event_time",))
 
 
 def lock_ack_to_dict(a: LockAck) -> dict[str, Any]:
-    d = asdict(a)
-    d["type"] = "lock_ack"
-    d["applied_at"] = to_rfc3339(a.applied_at)
-    return d
+    return _to_wire(a, "lock_ack", ("applied_at",))
 
 
 def lock_ack_from_dict(d: dict[str, Any]) -> LockAck:
-    fields = {k: v for k, v in d.items() if k != "type"}
-    fields["applied_at"] = parse_rfc3339(d["applied_at"])
-    return LockAck(**fields)
+    return _from_wire(LockAck, d, ("applied_at",))
 
 
 def dumps(d: dict[str, Any]) -> bytes:

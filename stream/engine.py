@@ -52,12 +52,6 @@ class KeyState:
     recent_event_ids: bytes = b""
     late_events: int = 0
 
-    def detector_state(self, name: str) -> Any:
-        for n, s in self.detectors:
-            if n == name:
-                return s
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class StepResult:

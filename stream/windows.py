@@ -60,8 +60,3 @@ def total(buckets: Buckets, spec: WindowSpec, now: float) -> int:
     """Sum of the buckets that overlap the window ending at `now`."""
     oldest_kept = spec.index(now) - spec.bucket_count + 1
     return sum(n for i, n in buckets if i >= oldest_kept)
-
-
-def prune(buckets: Buckets, spec: WindowSpec, now: float) -> Buckets:
-    oldest_kept = spec.index(now) - spec.bucket_count + 1
-    return tuple((i, n) for i, n in buckets if i >= oldest_kept)
