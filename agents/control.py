@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -52,9 +53,7 @@ def _sync(pipeline: Pipeline, command: LockCommand, tables: Tables) -> None:
     if lock is not state.lock:
         log.info("lock state of %s %s follows %s's %s (v%d)", command.subject_kind,
                  command.subject, command.issuer, command.action, command.version)
-        pipeline.store(command.subject_kind, command.subject,
-                       engine.KeyState(state.watermark, state.detectors, lock,
-                                       state.recent_event_ids, state.late_events), table)
+        pipeline.store(command.subject_kind, command.subject, replace(state, lock=lock), table)
 
 
 async def _tick(pipeline: Pipeline, kind: SubjectKind, key: str, now: float,
