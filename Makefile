@@ -25,7 +25,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy stream schemas agents relay relayguard tests bench
+	$(BIN)/mypy relayguard tests bench
 
 test: lint
 	$(BIN)/pytest

@@ -13,15 +13,21 @@ from typing import Any
 
 import faust
 
-from agents import http_api
-from agents.control import Tables, due_for_expiry, handle_control, sync_record, tick_record
-from agents.metrics import Metrics
-from agents.pipeline import Origin, Pipeline
-from agents.slack_notifier import SlackNotifier
-from relayguard.geoip import GeoLocator
-from relayguard.settings import Settings
-from stream import codec, engine
-from stream.records import Alert, LockCommand
+from relayguard.agents import http_api
+from relayguard.agents.control import (
+    Tables,
+    due_for_expiry,
+    handle_control,
+    sync_record,
+    tick_record,
+)
+from relayguard.agents.metrics import Metrics
+from relayguard.agents.pipeline import Origin, Pipeline
+from relayguard.agents.slack_notifier import SlackNotifier
+from relayguard.foundation.geoip import GeoLocator
+from relayguard.foundation.settings import Settings
+from relayguard.stream import codec, engine
+from relayguard.stream.records import Alert, LockCommand
 
 log = logging.getLogger("relayguard.worker")
 

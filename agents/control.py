@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from agents import state_codec
-from agents.pipeline import Pipeline
-from stream import codec, engine
-from stream.lock_sync import apply_command
-from stream.records import LockCommand, SubjectKind
+from relayguard.agents import state_codec
+from relayguard.agents.pipeline import Pipeline
+from relayguard.stream import codec, engine
+from relayguard.stream.lock_sync import apply_command
+from relayguard.stream.records import LockCommand, SubjectKind
 
 log = logging.getLogger("relayguard.worker")
 Tables = dict[str, MutableMapping[str, bytes]]  # subject kind -> table

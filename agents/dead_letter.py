@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from stream.timefmt import to_rfc3339
+from relayguard.stream.timefmt import to_rfc3339
 
 
 def dead_letter_record(

@@ -17,10 +17,10 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from relayguard import lock_admin
-from relayguard.errors import RelayguardError
-from relayguard.settings import Settings
-from stream import codec
+from relayguard.foundation import lock_admin
+from relayguard.foundation.errors import RelayguardError
+from relayguard.foundation.settings import Settings
+from relayguard.stream import codec
 
 KINDS = ("user", "ip")
 ACTIONS = ("lock", "unlock")

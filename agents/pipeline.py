@@ -9,13 +9,13 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from agents import state_codec
-from agents.dead_letter import dead_letter_record
-from agents.metrics import Metrics
-from relayguard.geoip import GeoLocator, enrich
-from stream import codec, engine
-from stream.detectors.registry import needs_ip_state
-from stream.records import Alert, Event, LockCommand, SubjectKind
+from relayguard.agents import state_codec
+from relayguard.agents.dead_letter import dead_letter_record
+from relayguard.agents.metrics import Metrics
+from relayguard.foundation.geoip import GeoLocator, enrich
+from relayguard.stream import codec, engine
+from relayguard.stream.detectors.registry import needs_ip_state
+from relayguard.stream.records import Alert, Event, LockCommand, SubjectKind
 
 log = logging.getLogger("relayguard.worker")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.records import Alert
-from stream.timefmt import to_rfc3339
+from relayguard.stream.records import Alert
+from relayguard.stream.timefmt import to_rfc3339
 
 HEADER_MAX = 150
 FIELDS_MAX = 10

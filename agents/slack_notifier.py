@@ -19,10 +19,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from agents.slack_format import blocks, fallback_text
-from relayguard.errors import ConfigError
-from relayguard.settings import Settings
-from stream.records import Alert
+from relayguard.agents.slack_format import blocks, fallback_text
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.settings import Settings
+from relayguard.stream.records import Alert
 
 log = logging.getLogger("relayguard.slack")
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")

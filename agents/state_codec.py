@@ -15,7 +15,7 @@ import io
 import pickle
 from typing import Any
 
-from stream.engine import KeyState
+from relayguard.stream.engine import KeyState
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 

@@ -10,11 +10,11 @@ import time
 
 import faust
 
-from agents.app import create_app
-from relayguard.broker.topics import ensure_topics, standard_topics
-from relayguard.core_params import build_core_params
-from relayguard.geoip import GeoLocator
-from relayguard.settings import Settings
+from relayguard.agents.app import create_app
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.geoip import GeoLocator
+from relayguard.foundation.settings import Settings
+from relayguard.foundation.topics import ensure_topics, standard_topics
 
 log = logging.getLogger("relayguard.worker")
 

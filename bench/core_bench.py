@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from relayguard.core_params import build_core_params
-from relayguard.replay import Replayer
-from relayguard.settings import Settings
-from stream.detectors import registry
-from stream.engine import CoreParams
-from stream.records import Event, GeoPoint, LoginEvent, SendEvent
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.settings import Settings
+from relayguard.roof.replay import Replayer
+from relayguard.stream.detectors import registry
+from relayguard.stream.engine import CoreParams
+from relayguard.stream.records import Event, GeoPoint, LoginEvent, SendEvent
 
 
 def _size(state: object) -> int:

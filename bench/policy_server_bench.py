@@ -48,10 +48,10 @@ def _baseline_server(ready: Connection) -> None:
 
 
 def _relayguard_server(ready: Connection) -> None:
-    from relay.lock_book import LockBook
-    from relay.policy_protocol import DecisionConfig
-    from relay.policy_server import ListenAddress, PolicyServer
-    from stream.records import Event, LockCommand
+    from relayguard.relay.lock_book import LockBook
+    from relayguard.relay.policy_protocol import DecisionConfig
+    from relayguard.relay.policy_server import ListenAddress, PolicyServer
+    from relayguard.stream.records import Event, LockCommand
 
     book = LockBook()
     for i in range(0, 10_000):

@@ -30,14 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from relayguard.broker.fetch import stderr_progress
-from relayguard.broker.server import LocalBroker
-from relayguard.broker.topics import ensure_topics, standard_topics
-from relayguard.demo_geodb import write_city_db
-from relayguard.settings import Settings, Topics
-from relayguard.worker_process import WorkerProcess
-from stream import codec
-from stream.records import Event, LoginEvent, SendEvent
+from relayguard.foundation.settings import Settings, Topics
+from relayguard.foundation.topics import ensure_topics, standard_topics
+from relayguard.roof.broker.fetch import stderr_progress
+from relayguard.roof.broker.server import LocalBroker
+from relayguard.roof.demo_geodb import write_city_db
+from relayguard.roof.worker_process import WorkerProcess
+from relayguard.stream import codec
+from relayguard.stream.records import Event, LoginEvent, SendEvent
 
 IPS = ["192.0.2.10", "192.0.2.130", "198.51.100.7", "203.0.113.9", "2001:db8::5"]
 

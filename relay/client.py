@@ -21,10 +21,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from relay.lock_follower import LockFollower
-from relay.producer import EventProducer, ProducerStats
-from relayguard.settings import Topics
-from stream.records import LockCommand, LoginEvent, SendEvent
+from relayguard.foundation.settings import Topics
+from relayguard.relay.lock_follower import LockFollower
+from relayguard.relay.producer import EventProducer, ProducerStats
+from relayguard.stream.records import LockCommand, LoginEvent, SendEvent
 
 
 class RelayClient:

@@ -16,7 +16,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from relay.checkpoint import FilePosition
+from relayguard.relay.checkpoint import FilePosition
 
 CHUNK = 1 << 20  # most bytes read per poll per file, so one busy file cannot starve the others
 MAX_LINE_BYTES = 64 * 1024  # a longer "line" is junk: dropped up to its next newline

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from relayguard.cli_support import friendly_errors
+from relayguard.foundation.cli_errors import friendly_errors
 
 if TYPE_CHECKING:
-    from relay.policy_protocol import DecisionConfig
-    from relay.policy_server import ListenAddress
+    from relayguard.relay.policy_protocol import DecisionConfig
+    from relayguard.relay.policy_server import ListenAddress
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
             spool_max_mb: int, reject_text: str, throttle_action: str,
             ip_locks_unauthenticated: bool, ready_timeout: float) -> None:
     """Run the Postfix policy service: refuse locked users, publish send events."""
-    from relay.policy_protocol import DecisionConfig
-    from relay.policy_server import parse_listen
-    from relayguard.errors import ConfigError
-    from relayguard.settings import load_settings
+    from relayguard.foundation.errors import ConfigError
+    from relayguard.foundation.settings import load_settings
+    from relayguard.relay.policy_protocol import DecisionConfig
+    from relayguard.relay.policy_server import parse_listen
 
     settings = load_settings()
     try:
@@ -86,9 +86,9 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        spool_dir: Path, spool_max_bytes: int, config: DecisionConfig,
                        locks_topic: str,
                        acks_topic: str, events_topic: str, ready_timeout: float) -> None:
-    from relay.lock_follower import LockFollower
-    from relay.policy_server import PolicyServer
-    from relay.producer import EventProducer
+    from relayguard.relay.lock_follower import LockFollower
+    from relayguard.relay.policy_server import PolicyServer
+    from relayguard.relay.producer import EventProducer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -126,7 +126,7 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
 
 
 def _mount_tail() -> None:
-    from relay.tail_cli import tail  # the mail-log follower, in a module of its own
+    from relayguard.relay.tail_cli import tail  # the mail-log follower, in a module of its own
 
     hook.add_command(tail)
 

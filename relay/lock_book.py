@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Protocol
 
-from stream.records import LockCommand
+from relayguard.stream.records import LockCommand
 
 
 class LockView(Protocol):

@@ -17,9 +17,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from relay.lock_book import LockBook
-from stream.codec import Rejected, decode_lock_command, dumps, lock_ack_to_dict, lock_key
-from stream.records import LockAck, LockCommand
+from relayguard.relay.lock_book import LockBook
+from relayguard.stream.codec import Rejected, decode_lock_command, dumps, lock_ack_to_dict, lock_key
+from relayguard.stream.records import LockAck, LockCommand
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class LockFollower:
     async def _connect(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        from relay.kafka_assign import assign_from_beginning
+        from relayguard.foundation.kafka_read import assign_from_beginning
 
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,

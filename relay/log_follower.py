@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from relay.checkpoint import CheckpointStore, FilePosition
-from relay.file_tail import FileTail
-from relay.log_parser import LogParser
-from stream.records import Event
+from relayguard.relay.checkpoint import CheckpointStore, FilePosition
+from relayguard.relay.file_tail import FileTail
+from relayguard.relay.log_parser import LogParser
+from relayguard.stream.records import Event
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 
-from relay import log_patterns as P
-from relay.log_header import Header, parse_header
-from stream.records import LoginEvent
+from relayguard.relay import log_patterns as P
+from relayguard.relay.log_header import Header, parse_header
+from relayguard.stream.records import LoginEvent
 
 DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the one Postfix reports
 EXIM_SUCCESS_DEDUP_S = 300.0

@@ -15,8 +15,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from relay.lock_book import LockView
-from stream.records import SendEvent
+from relayguard.relay.lock_book import LockView
+from relayguard.stream.records import SendEvent
 
 MAX_LINE = 8 * 1024
 MAX_ATTRIBUTES = 256

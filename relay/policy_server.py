@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from relay.lock_book import LockView
-from relay.policy_protocol import (
+from relayguard.foundation.errors import ConfigError
+from relayguard.relay.lock_book import LockView
+from relayguard.relay.policy_protocol import (
     DUNNO,
     DecisionConfig,
     PolicyParser,
@@ -28,8 +29,7 @@ from relay.policy_protocol import (
     format_reply,
     send_event_from,
 )
-from relayguard.errors import ConfigError
-from stream.records import Event
+from relayguard.stream.records import Event
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from relay.spool import Spool
-from stream.codec import encode_event
-from stream.records import Event
+from relayguard.relay.spool import Spool
+from relayguard.stream.codec import encode_event
+from relayguard.stream.records import Event
 
 log = logging.getLogger(__name__)
 

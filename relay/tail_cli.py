@@ -71,7 +71,7 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
     Survives log rotation (rename or copytruncate) and restarts: positions are checkpointed
     after the events are handed to the producer, which spools to disk while Kafka is down.
     """
-    from relayguard.settings import load_settings
+    from relayguard.foundation.settings import load_settings
 
     settings = load_settings()
     tz = _zone(tz_name)
@@ -91,10 +91,10 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
 async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
                checkpoint_dir: Path, spool_dir: Path, from_end: bool, tz: tzinfo,
                poll_interval: float) -> None:
-    from relay.checkpoint import CheckpointStore
-    from relay.log_follower import LogFollower
-    from relay.log_parser import LogParser
-    from relay.producer import EventProducer
+    from relayguard.relay.checkpoint import CheckpointStore
+    from relayguard.relay.log_follower import LogFollower
+    from relayguard.relay.log_parser import LogParser
+    from relayguard.relay.producer import EventProducer
 
     producer = EventProducer(bootstrap, topic, spool_dir)
     follower = LogFollower(files, LogParser(relay_id, tz=tz), producer,

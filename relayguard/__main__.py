@@ -1,3 +1,3 @@
-from relayguard.cli import main
+from relayguard.roof.cli import main
 
-main()
+main(prog_name="relayguard")

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import fastjsonschema
 import orjson
 
-import schemas
-from stream.records import Alert, Event, LockAck, LockCommand, LoginEvent, SendEvent
-from stream.timefmt import parse_rfc3339, to_rfc3339
+from relayguard import schemas
+from relayguard.stream.records import Alert, Event, LockAck, LockCommand, LoginEvent, SendEvent
+from relayguard.stream.timefmt import parse_rfc3339, to_rfc3339
 
 R = TypeVar("R")
 MAX_EVENT_BYTES = 64 * 1024  # a login or send event is well under 1 KiB; anything this big is junk

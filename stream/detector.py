@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from stream.records import Event, Finding, SubjectKind
+from relayguard.stream.records import Event, Finding, SubjectKind
 
 P = TypeVar("P")
 S = TypeVar("S")

@@ -10,9 +10,9 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from stream import policy, windows
-from stream.detector import AnySpec
-from stream.records import Alert, Event, Finding, LockCommand, SubjectKind
+from relayguard.stream import policy, windows
+from relayguard.stream.detector import AnySpec
+from relayguard.stream.records import Alert, Event, Finding, LockCommand, SubjectKind
 
 Outcome = Literal["processed", "duplicate", "too_late"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from stream.policy import LockState
-from stream.records import LockCommand
+from relayguard.stream.policy import LockState
+from relayguard.stream.records import LockCommand
 
 
 def apply_command(state: LockState, command: LockCommand) -> LockState:

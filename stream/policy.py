@@ -17,7 +17,7 @@ import ipaddress
 import uuid
 from dataclasses import dataclass, field, replace
 
-from stream.records import Alert, Finding, LockCommand, Remedy, Severity, SubjectKind
+from relayguard.stream.records import Alert, Finding, LockCommand, Remedy, Severity, SubjectKind
 
 _IDS = uuid.UUID("6f6c1a52-0f0e-4f55-9a43-0d3c5b2b7e11")  # namespace for deterministic ids
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -11,10 +11,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from relayguard.broker.topics import ensure_topics, standard_topics
-from relayguard.settings import Settings
-from stream.codec import dumps, lock_command_to_dict, lock_key
-from stream.records import LockCommand
+from relayguard.foundation.settings import Settings
+from relayguard.foundation.topics import ensure_topics, standard_topics
+from relayguard.stream.codec import dumps, lock_command_to_dict, lock_key
+from relayguard.stream.records import LockCommand
 
 Records = list[ConsumerRecord[bytes, bytes]]
 

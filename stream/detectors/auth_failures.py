@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream import windows
-from stream.detector import DetectorSpec
-from stream.detectors.common import Recent, is_guess, touch
-from stream.records import Event, Finding
+from relayguard.stream import windows
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors.common import Recent, is_guess, touch
+from relayguard.stream.records import Event, Finding
 
 NAME = "auth_failures"
 MAX_IPS_KEPT = 16

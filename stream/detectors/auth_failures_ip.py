@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream import windows
-from stream.detector import DetectorSpec
-from stream.detectors.common import Recent, is_guess, touch
-from stream.records import Event, Finding, LoginEvent
+from relayguard.stream import windows
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors.common import Recent, is_guess, touch
+from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "auth_failures_ip"
 MAX_USERS_KEPT = 16

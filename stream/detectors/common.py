@@ -7,7 +7,7 @@ import ipaddress
 from functools import lru_cache
 from typing import TypeGuard
 
-from stream.records import Event, LoginEvent
+from relayguard.stream.records import Event, LoginEvent
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

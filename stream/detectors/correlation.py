@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stream.detector import DetectorSpec
-from stream.records import Event, Finding, LoginEvent, SendEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.records import Event, Finding, LoginEvent, SendEvent
 
 NAME = "correlation"
 

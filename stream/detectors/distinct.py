@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.detectors.common import Recent, count_live, live, touch
+from relayguard.stream.detectors.common import Recent, count_live, live, touch
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream.detector import DetectorSpec
-from stream.detectors import distinct
-from stream.detectors.common import is_guess
-from stream.detectors.distinct import Rule
-from stream.records import Event, Finding
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors import distinct
+from relayguard.stream.detectors.common import is_guess
+from relayguard.stream.detectors.distinct import Rule
+from relayguard.stream.records import Event, Finding
 
 NAME = "distributed_guessing"
 EVIDENCE_IPS = 40

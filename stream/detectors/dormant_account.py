@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.detector import DetectorSpec
-from stream.records import Event, Finding, LoginEvent, SendEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.records import Event, Finding, LoginEvent, SendEvent
 
 NAME = "dormant_account"
 DAY = 86400.0

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream import geo_math
-from stream.detector import DetectorSpec
-from stream.detectors.common import IpNetwork, in_networks
-from stream.records import Event, Finding, GeoPoint, LoginEvent
+from relayguard.stream import geo_math
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors.common import IpNetwork, in_networks
+from relayguard.stream.records import Event, Finding, GeoPoint, LoginEvent
 
 NAME = "impossible_travel"
 

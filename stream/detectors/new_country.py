@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.detector import DetectorSpec
-from stream.detectors.common import IpNetwork, Recent, in_networks, touch
-from stream.records import Event, Finding, LoginEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors.common import IpNetwork, Recent, in_networks, touch
+from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "new_country"
 DAY = 86400.0

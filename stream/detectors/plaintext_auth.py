@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.detector import DetectorSpec
-from stream.detectors.common import Recent, touch
-from stream.records import Event, Finding, LoginEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors.common import Recent, touch
+from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "plaintext_auth"
 CLIENTS_KEPT = 32

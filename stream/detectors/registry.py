@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from stream.detector import AnySpec
-from stream.detectors import (
+from relayguard.stream.detector import AnySpec
+from relayguard.stream.detectors import (
     auth_failures,
     auth_failures_ip,
     correlation,
@@ -19,7 +19,7 @@ from stream.detectors import (
     volume,
     volume_baseline,
 )
-from stream.records import Event, LoginEvent
+from relayguard.stream.records import Event, LoginEvent
 
 ALL: tuple[AnySpec, ...] = (
     volume.SPEC,

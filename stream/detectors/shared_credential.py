@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream.detector import DetectorSpec
-from stream.detectors import distinct
-from stream.detectors.common import IpNetwork, Recent, in_networks, network_of, touch
-from stream.records import Event, Finding, LoginEvent, SendEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors import distinct
+from relayguard.stream.detectors.common import IpNetwork, Recent, in_networks, network_of, touch
+from relayguard.stream.records import Event, Finding, LoginEvent, SendEvent
 
 NAME = "shared_credential"
 IPS_KEPT = 16

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream.detector import DetectorSpec
-from stream.detectors import distinct
-from stream.detectors.common import IpNetwork, in_networks
-from stream.records import Event, Finding, LoginEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.detectors import distinct
+from relayguard.stream.detectors.common import IpNetwork, in_networks
+from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "too_many_places"
 DAY = 86400.0

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from stream import windows
-from stream.detector import DetectorSpec
-from stream.records import Event, Finding, SendEvent
+from relayguard.stream import windows
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.records import Event, Finding, SendEvent
 
 NAME = "volume"
 Measure = Literal["messages", "recipients"]

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from stream.detector import DetectorSpec
-from stream.records import Event, Finding, SendEvent
+from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.records import Event, Finding, SendEvent
 
 NAME = "volume_baseline"
 HOUR = 3600.0

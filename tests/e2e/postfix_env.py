@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relayguard.broker.config import free_port
+from relayguard.roof.broker.config import free_port
 
 SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
 USERS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "carol": "carol-secret-3",

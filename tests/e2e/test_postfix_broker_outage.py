@@ -12,14 +12,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relay.lock_follower import LockFollower
-from relay.policy_protocol import DecisionConfig
-from relay.policy_server import ListenAddress, PolicyServer
-from relay.producer import EventProducer
-from relayguard.broker.config import free_port
-from relayguard.broker.server import LocalBroker
-from relayguard.settings import Settings
-from stream.records import Event
+from relayguard.foundation.settings import Settings
+from relayguard.relay.lock_follower import LockFollower
+from relayguard.relay.policy_protocol import DecisionConfig
+from relayguard.relay.policy_server import ListenAddress, PolicyServer
+from relayguard.relay.producer import EventProducer
+from relayguard.roof.broker.config import free_port
+from relayguard.roof.broker.server import LocalBroker
+from relayguard.stream.records import Event
 from tests.e2e.postfix_env import PostfixEnv
 from tests.kafka_helpers import make_topics, read_all, until
 

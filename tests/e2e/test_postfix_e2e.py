@@ -19,12 +19,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relay.checkpoint import CheckpointStore
-from relay.log_follower import LogFollower
-from relay.log_parser import LogParser
-from relay.tail_cli import local_zone
-from relayguard.settings import Settings
-from stream.records import Event, LoginEvent
+from relayguard.foundation.settings import Settings
+from relayguard.relay.checkpoint import CheckpointStore
+from relayguard.relay.log_follower import LogFollower
+from relayguard.relay.log_parser import LogParser
+from relayguard.relay.tail_cli import local_zone
+from relayguard.stream.records import Event, LoginEvent
 from tests.e2e.postfix_env import PostfixEnv
 from tests.kafka_helpers import make_topics, read_all
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relay.checkpoint import CheckpointStore
-from relay.lock_follower import LockFollower
-from relay.log_follower import LogFollower
-from relay.log_parser import LogParser
-from relay.policy_protocol import DecisionConfig
-from relay.policy_server import ListenAddress, PolicyServer
-from relay.producer import EventProducer
-from relay.tail_cli import local_zone
-from relayguard.settings import Settings
+from relayguard.foundation.settings import Settings
+from relayguard.relay.checkpoint import CheckpointStore
+from relayguard.relay.lock_follower import LockFollower
+from relayguard.relay.log_follower import LogFollower
+from relayguard.relay.log_parser import LogParser
+from relayguard.relay.policy_protocol import DecisionConfig
+from relayguard.relay.policy_server import ListenAddress, PolicyServer
+from relayguard.relay.producer import EventProducer
+from relayguard.relay.tail_cli import local_zone
 from tests.e2e.postfix_env import PostfixEnv
 from tests.fixtures.worker import RunningWorker
 from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all

@@ -25,11 +25,11 @@ from typing import Any
 
 import orjson
 
-from relayguard.core_params import build_core_params
-from relayguard.replay import Replayer, decode_line
-from relayguard.settings import Settings
-from stream.records import Event, Finding, LockCommand
-from stream.timefmt import parse_rfc3339, to_rfc3339
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.settings import Settings
+from relayguard.roof.replay import Replayer, decode_line
+from relayguard.stream.records import Event, Finding, LockCommand
+from relayguard.stream.timefmt import parse_rfc3339, to_rfc3339
 
 GOLDEN_DIR = Path(__file__).parent
 DEFAULT_START = "2026-01-05T00:00:00Z"

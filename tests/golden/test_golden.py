@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stream.detectors import registry
+from relayguard.stream.detectors import registry
 from tests.golden.runner import GOLDEN_DIR, all_files, check_case, load
 
 

@@ -9,10 +9,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from relayguard.broker.probe import describe
-from relayguard.broker.topics import TopicSpec, ensure_topics, standard_topics
-from relayguard.errors import ConfigError
-from relayguard.settings import Settings
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.settings import Settings
+from relayguard.foundation.topics import TopicSpec, ensure_topics, standard_topics
+from relayguard.roof.broker.probe import describe
 
 pytestmark = pytest.mark.integration
 

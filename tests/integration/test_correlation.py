@@ -9,8 +9,8 @@ import uuid
 import orjson
 import pytest
 
-from stream import codec
-from stream.records import Event, LoginEvent, SendEvent
+from relayguard.stream import codec
+from relayguard.stream.records import Event, LoginEvent, SendEvent
 from tests.fixtures.worker import RunningWorker
 from tests.kafka_helpers import collect, produce
 

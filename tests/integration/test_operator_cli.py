@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from click.testing import CliRunner
 
-from relayguard.broker.topics import ensure_topics, standard_topics
-from relayguard.cli import main
-from relayguard.settings import Settings
+from relayguard.foundation.settings import Settings
+from relayguard.foundation.topics import ensure_topics, standard_topics
+from relayguard.roof.cli import main
 
 pytestmark = pytest.mark.integration
 

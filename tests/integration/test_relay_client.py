@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relay.client import RelayClient
-from relayguard.settings import Settings
+from relayguard.foundation.settings import Settings
+from relayguard.relay.client import RelayClient
 from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relayguard.broker.config import free_port
-from relayguard.settings import Settings
+from relayguard.foundation.settings import Settings
+from relayguard.roof.broker.config import free_port
 from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ import time
 import orjson
 import pytest
 
-from relay.lock_follower import LockFollower
-from relayguard.settings import Settings
-from stream.codec import lock_ack_from_dict
+from relayguard.foundation.settings import Settings
+from relayguard.relay.lock_follower import LockFollower
+from relayguard.stream.codec import lock_ack_from_dict
 from tests.kafka_helpers import (
     lock_cmd,
     make_topics,

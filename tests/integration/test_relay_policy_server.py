@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relay.lock_follower import LockFollower
-from relay.policy_protocol import DecisionConfig
-from relay.policy_server import ListenAddress, PolicyServer
-from relay.producer import EventProducer
-from relayguard.settings import Settings
+from relayguard.foundation.settings import Settings
+from relayguard.relay.lock_follower import LockFollower
+from relayguard.relay.policy_protocol import DecisionConfig
+from relayguard.relay.policy_server import ListenAddress, PolicyServer
+from relayguard.relay.producer import EventProducer
 from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
 pytestmark = pytest.mark.integration

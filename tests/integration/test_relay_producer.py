@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relay.producer import EventProducer
-from relayguard.broker.config import free_port
-from relayguard.broker.server import LocalBroker
-from relayguard.broker.topics import TopicSpec, ensure_topics
-from stream.records import SendEvent
+from relayguard.foundation.topics import TopicSpec, ensure_topics
+from relayguard.relay.producer import EventProducer
+from relayguard.roof.broker.config import free_port
+from relayguard.roof.broker.server import LocalBroker
+from relayguard.stream.records import SendEvent
 from tests.kafka_helpers import read_all, until
 
 pytestmark = pytest.mark.integration

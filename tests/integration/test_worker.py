@@ -10,8 +10,8 @@ import uuid
 import orjson
 import pytest
 
-from stream import codec
-from stream.records import LoginEvent, SendEvent
+from relayguard.stream import codec
+from relayguard.stream.records import LoginEvent, SendEvent
 from tests.fixtures.worker import RunningWorker
 from tests.kafka_helpers import collect, produce
 

@@ -9,9 +9,9 @@ import uuid
 import orjson
 import pytest
 
-from relayguard.lock_admin import publish_command
-from stream import codec
-from stream.records import LockCommand, LoginEvent, SendEvent
+from relayguard.foundation.lock_admin import publish_command
+from relayguard.stream import codec
+from relayguard.stream.records import LockCommand, LoginEvent, SendEvent
 from tests.fixtures.worker import RunningWorker, StartWorker
 from tests.kafka_helpers import collect, produce
 

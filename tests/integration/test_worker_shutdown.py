@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.broker.server import LocalBroker
-from relayguard.broker.topics import ensure_topics, standard_topics
-from relayguard.settings import Settings
-from relayguard.worker_process import WorkerProcess
-from stream import codec
-from stream.records import SendEvent
+from relayguard.foundation.settings import Settings
+from relayguard.foundation.topics import ensure_topics, standard_topics
+from relayguard.roof.broker.server import LocalBroker
+from relayguard.roof.worker_process import WorkerProcess
+from relayguard.stream import codec
+from relayguard.stream.records import SendEvent
 from tests.kafka_helpers import produce
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from stream import codec
-from stream.records import SendEvent
+from relayguard.stream import codec
+from relayguard.stream.records import SendEvent
 from tests.fixtures.slack import FakeSlack
 from tests.fixtures.worker import StartWorker
 from tests.kafka_helpers import produce

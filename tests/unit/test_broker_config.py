@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.broker import config, fetch
-from relayguard.broker.topics import standard_topics
-from relayguard.errors import MissingToolError
-from relayguard.settings import Topics, load_settings
+from relayguard.foundation.errors import MissingToolError
+from relayguard.foundation.settings import Topics, load_settings
+from relayguard.foundation.topics import standard_topics
+from relayguard.roof.broker import config, fetch
 
 
 def parse_props(text: str) -> dict[str, str]:
@@ -129,7 +129,7 @@ def test_missing_maven_names_what_to_install(
 def test_pom_ships_as_package_data() -> None:
     from importlib import resources
 
-    pom = resources.files("relayguard").joinpath("broker/pom.xml").read_text()
+    pom = resources.files("relayguard.roof.broker").joinpath("pom.xml").read_text()
     assert "<artifactId>kafka_2.13</artifactId>" in pom
     assert "log4j-slf4j-impl" in pom  # slf4j 1.x binding for Kafka 4
 
@@ -149,7 +149,7 @@ def test_data_dir_locked_by_another_process_is_detected(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from relayguard.broker.server import _locked_by_other_process
+    from relayguard.roof.broker.server import _locked_by_other_process
 
     lock = tmp_path / ".lock"
     assert not _locked_by_other_process(lock)  # no lock file: a fresh dir

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream import codec
+from relayguard.stream import codec
 
 GOOD = {"type": "send", "event_id": "x", "event_time": "2026-11-29T10:16:00Z", "relay_id": "r",
         "user": "a", "client_ip": "192.0.2.1", "sender": "a@b", "recipient_count": 3, "size": 10}

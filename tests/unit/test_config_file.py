@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.core_params import build_core_params
-from relayguard.errors import ConfigError
-from relayguard.settings import load_settings
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.settings import load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "relayguard.toml"
 

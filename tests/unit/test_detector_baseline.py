@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.detectors import volume_baseline as vb
-from stream.records import SendEvent
+from relayguard.stream.detectors import volume_baseline as vb
+from relayguard.stream.records import SendEvent
 
 HOUR = 3600.0
 T0 = 1_796_000_000.0 - (1_796_000_000.0 % HOUR)  # on an hour boundary

@@ -3,11 +3,11 @@ followed by a volume jump gives one lock whose evidence carries both halves."""
 
 from __future__ import annotations
 
-from relayguard.core_params import build_core_params
-from relayguard.settings import Settings
-from stream import codec, engine
-from stream.engine import KeyState
-from stream.records import Event, GeoPoint, LoginEvent, SendEvent
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.settings import Settings
+from relayguard.stream import codec, engine
+from relayguard.stream.engine import KeyState
+from relayguard.stream.records import Event, GeoPoint, LoginEvent, SendEvent
 
 T0 = 1_796_000_000.0
 DAY = 86400.0

@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream import geo_math, windows
-from stream.detectors.common import touch
+from relayguard.stream import geo_math, windows
+from relayguard.stream.detectors.common import touch
 
 # (gap since previous event's time, lateness behind the watermark) pairs, amounts
 GRACE = 300.0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 import pickle
 
-from stream.detectors import registry
-from stream.records import Event, GeoPoint, LoginEvent, SendEvent
+from relayguard.stream.detectors import registry
+from relayguard.stream.records import Event, GeoPoint, LoginEvent, SendEvent
 
 T0 = 1_796_000_000.0
 GEO = GeoPoint(52.52, 13.405, 20.0, "DE", "Berlin")

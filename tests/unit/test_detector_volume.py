@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from relayguard.core_params import build_core_params
-from relayguard.errors import ConfigError
-from relayguard.settings import Settings
-from stream.detectors import volume
-from stream.records import SendEvent
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.settings import Settings
+from relayguard.stream.detectors import volume
+from relayguard.stream.records import SendEvent
 
 T0 = 1_796_000_000.0
 

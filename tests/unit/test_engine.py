@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stream import engine
-from stream.detectors import registry
-from stream.policy import DetectorPolicy, PolicyParams
-from stream.records import GeoPoint, LoginEvent, SendEvent
+from relayguard.stream import engine
+from relayguard.stream.detectors import registry
+from relayguard.stream.policy import DetectorPolicy, PolicyParams
+from relayguard.stream.records import GeoPoint, LoginEvent, SendEvent
 
 T0 = 1_796_000_000.0
 

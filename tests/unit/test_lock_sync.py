@@ -1,6 +1,6 @@
-from stream.lock_sync import apply_command
-from stream.policy import LockState
-from stream.records import LockCommand
+from relayguard.stream.lock_sync import apply_command
+from relayguard.stream.policy import LockState
+from relayguard.stream.records import LockCommand
 
 
 def cmd(action: str, version: int, expires: float | None = None, dry: bool = False) -> LockCommand:

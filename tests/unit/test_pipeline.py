@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import orjson
 
-from agents.metrics import Metrics
-from agents.pipeline import Origin, Pipeline
-from relayguard.core_params import build_core_params
-from relayguard.settings import Settings
-from stream import codec
-from stream.records import Alert, LockCommand, SendEvent
+from relayguard.agents.metrics import Metrics
+from relayguard.agents.pipeline import Origin, Pipeline
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.settings import Settings
+from relayguard.stream import codec
+from relayguard.stream.records import Alert, LockCommand, SendEvent
 
 
 class Recorder:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from stream import policy
-from stream.policy import DetectorPolicy, LockState, PolicyParams
-from stream.records import Finding
+from relayguard.stream import policy
+from relayguard.stream.policy import DetectorPolicy, LockState, PolicyParams
+from relayguard.stream.records import Finding
 
 T0 = 1_796_000_000.0
 POL = {

@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from relayguard.replay import replay
-from stream.timefmt import to_rfc3339
+from relayguard.roof.replay import replay
+from relayguard.stream.timefmt import to_rfc3339
 
 T0 = 1_796_000_000.0
 
@@ -99,7 +99,7 @@ def test_replay_postfix_log(tmp_path: Path) -> None:
 
 
 def test_replay_enriches_with_a_city_db(tmp_path: Path) -> None:
-    from relayguard.demo_geodb import write_city_db
+    from relayguard.roof.demo_geodb import write_city_db
 
     db = write_city_db(tmp_path / "city.mmdb")
     ev = [orjson.loads(login(i, T0 + i * 600)) for i in (1, 2)]

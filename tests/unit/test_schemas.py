@@ -5,9 +5,9 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-import schemas
-from stream import codec
-from stream.records import Alert, LockAck, LockCommand, LoginEvent, SendEvent
+from relayguard import schemas
+from relayguard.stream import codec
+from relayguard.stream.records import Alert, LockAck, LockCommand, LoginEvent, SendEvent
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:
@@ -62,7 +62,7 @@ def test_alert_and_ack_round_trip() -> None:
 
 
 def test_dead_letter_record_matches_schema() -> None:
-    from agents.dead_letter import dead_letter_record
+    from relayguard.agents.dead_letter import dead_letter_record
 
     record = dead_letter_record(b"\xff junk", "not_json", "bad", "t", 1, 2, 1796000000.0)
     _validator("dead-letter").validate(record)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from agents.slack_format import FIELDS_MAX, HEADER_MAX, blocks
-from agents.slack_notifier import SlackNotifier
-from relayguard.errors import ConfigError
-from relayguard.settings import Settings
-from stream.records import Alert
+from relayguard.agents.slack_format import FIELDS_MAX, HEADER_MAX, blocks
+from relayguard.agents.slack_notifier import SlackNotifier
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.settings import Settings
+from relayguard.stream.records import Alert
 from tests.fixtures.slack import FakeSlack
 
 

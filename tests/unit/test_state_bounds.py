@@ -10,10 +10,10 @@ from __future__ import annotations
 import pickle
 import random
 
-from relayguard.core_params import build_core_params
-from relayguard.replay import Replayer
-from relayguard.settings import Settings
-from stream.records import Event, GeoPoint, LoginEvent, SendEvent
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.settings import Settings
+from relayguard.roof.replay import Replayer
+from relayguard.stream.records import Event, GeoPoint, LoginEvent, SendEvent
 
 
 def _size(state: object) -> int:

@@ -6,11 +6,11 @@ import pickle
 
 import pytest
 
-from agents import state_codec
-from relayguard.core_params import build_core_params
-from relayguard.settings import Settings
-from stream import engine
-from stream.records import GeoPoint, LoginEvent, SendEvent
+from relayguard.agents import state_codec
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.settings import Settings
+from relayguard.stream import engine
+from relayguard.stream.records import GeoPoint, LoginEvent, SendEvent
 
 
 def busy_state() -> engine.KeyState:

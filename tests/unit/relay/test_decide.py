@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.lock_book import LockBook
-from relay.policy_protocol import (
+from relayguard.relay.lock_book import LockBook
+from relayguard.relay.policy_protocol import (
     DecisionConfig,
     PolicyParser,
     PolicyRequest,
@@ -13,7 +13,7 @@ from relay.policy_protocol import (
     send_event_from,
     send_event_id,
 )
-from stream.records import LockCommand
+from relayguard.stream.records import LockCommand
 
 NOW = 1_800_000_000.0
 CFG = DecisionConfig(reject_text="locked", throttle_action="DEFER 4.7.1 slow down")

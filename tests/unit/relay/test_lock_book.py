@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relay.lock_book import LockBook
-from stream.records import LockCommand
+from relayguard.relay.lock_book import LockBook
+from relayguard.stream.records import LockCommand
 
 NOW = 1_800_000_000.0
 

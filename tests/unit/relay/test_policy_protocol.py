@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.policy_protocol import PolicyParser, PolicyRequest, ProtocolError, format_reply
+from relayguard.relay.policy_protocol import (
+    PolicyParser,
+    PolicyRequest,
+    ProtocolError,
+    format_reply,
+)
 
 REQ = (
     b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"

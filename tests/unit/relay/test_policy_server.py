@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from relay.lock_book import LockBook
-from relay.policy_protocol import DecisionConfig
-from relay.policy_server import ListenAddress, PolicyServer, parse_listen
-from relayguard.errors import ConfigError
-from stream.records import Event, LockCommand
+from relayguard.foundation.errors import ConfigError
+from relayguard.relay.lock_book import LockBook
+from relayguard.relay.policy_protocol import DecisionConfig
+from relayguard.relay.policy_server import ListenAddress, PolicyServer, parse_listen
+from relayguard.stream.records import Event, LockCommand
 
 NOW = 1_800_000_000.0
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from relay.producer import EventProducer
-from stream.records import SendEvent
+from relayguard.relay.producer import EventProducer
+from relayguard.stream.records import SendEvent
 
 
 class FakeKafka:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from relay.spool import Spool
+from relayguard.relay.spool import Spool
 
 
 def _fill(sp: Spool, n: int, start: int = 0) -> None:

@@ -7,10 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
-from relay.checkpoint import CheckpointStore
-from relay.log_follower import LogFollower
-from relay.log_parser import LogParser
-from stream.records import Event
+from relayguard.relay.checkpoint import CheckpointStore
+from relayguard.relay.log_follower import LogFollower
+from relayguard.relay.log_parser import LogParser
+from relayguard.stream.records import Event
 
 REF = 1795996800.0  # 2026-11-30T00:00:00Z
 
@@ -284,8 +284,8 @@ async def test_run_until_stopped(tmp_path: Path) -> None:
 
 
 def test_same_inode_and_head_with_new_device_number_is_the_same_file(tmp_path: Path) -> None:
-    from relay.checkpoint import FilePosition
-    from relay.file_tail import FileTail
+    from relayguard.relay.checkpoint import FilePosition
+    from relayguard.relay.file_tail import FileTail
 
     log = tmp_path / "maillog"
     append(log, 1, 2)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from relay.log_header import parse_header
+from relayguard.relay.log_header import parse_header
 
 
 def ts(y: int, mo: int, d: int, h: int, mi: int, s: int) -> float:

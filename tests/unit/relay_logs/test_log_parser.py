@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from relay.log_parser import LogParser
-from stream.codec import decode_event, encode_event
-from stream.records import LoginEvent
+from relayguard.relay.log_parser import LogParser
+from relayguard.stream.codec import decode_event, encode_event
+from relayguard.stream.records import LoginEvent
 
 REF = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC).timestamp()
 SMTPD = "Nov 29 10:15:0{s} mx1 postfix/submission/smtpd[21837]: "

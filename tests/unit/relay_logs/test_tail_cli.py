@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from relay.tail_cli import _zone, local_zone, tail
+from relayguard.relay.tail_cli import _zone, local_zone, tail
 
 
 def test_help_lists_options() -> None:

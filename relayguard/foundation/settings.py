@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         path = os.environ.get("RELAYGUARD_CONFIG_FILE")
         if path:
             if not Path(path).is_file():
-                from relayguard.errors import ConfigError
+                from relayguard.foundation.errors import ConfigError
 
                 raise ConfigError(f"RELAYGUARD_CONFIG_FILE={path}: no such file",
                                   "fix the path, or unset the variable to use defaults")
@@ -120,7 +120,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings from env/TOML, with validation errors named the way the operator wrote them."""
     from pydantic import ValidationError
 
-    from relayguard.errors import ConfigError
+    from relayguard.foundation.errors import ConfigError
 
     try:
         return Settings(**overrides)

@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from relayguard.broker.config import free_port
-from relayguard.errors import DownstreamError
+from relayguard.foundation.errors import DownstreamError
+from relayguard.roof.broker.config import free_port
 
 
 class WorkerProcess:

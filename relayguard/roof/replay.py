@@ -22,14 +22,14 @@ from typing import Any, TextIO
 import click
 import orjson
 
-from relayguard.core_params import build_core_params
-from relayguard.errors import ConfigError, RelayguardError
-from relayguard.settings import Settings
-from stream import codec, engine
-from stream.detectors import registry
-from stream.engine import CoreParams, KeyState, StepResult
-from stream.records import Event, Finding, GeoPoint, LockCommand, LoginEvent, SubjectKind
-from stream.timefmt import to_rfc3339
+from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.errors import ConfigError, RelayguardError
+from relayguard.foundation.settings import Settings
+from relayguard.stream import codec, engine
+from relayguard.stream.detectors import registry
+from relayguard.stream.engine import CoreParams, KeyState, StepResult
+from relayguard.stream.records import Event, Finding, GeoPoint, LockCommand, LoginEvent, SubjectKind
+from relayguard.stream.timefmt import to_rfc3339
 
 
 def geo_from_dict(d: dict[str, Any]) -> GeoPoint:
@@ -146,7 +146,7 @@ def decode_line(raw: bytes) -> Event:
 
 def log_events(lines: Iterable[str], summary: Summary, relay_id: str,
                reference_time: float) -> Iterator[tuple[int, Event]]:
-    from relay.log_parser import LogParser  # only this format needs the relay package
+    from relayguard.relay.log_parser import LogParser  # only this format needs the relay package
 
     parser = LogParser(relay_id=relay_id)
     for number, line in enumerate(lines, 1):
@@ -171,7 +171,7 @@ def run(events: Iterable[tuple[int, Event]], replayer: Replayer, summary: Summar
         err: TextIO, quiet: bool = False, progress_every: int = 100_000,
         geo: Any = None) -> Summary:
     started = time.perf_counter()
-    from relayguard.geoip import enrich  # geoip2 is only needed here, not by the core
+    from relayguard.foundation.geoip import enrich  # geoip2 is only needed here, not by the core
 
     for number, event in events:
         if geo is not None:
@@ -245,7 +245,7 @@ def replay(file: Path, fmt: str, config: Path | None, geoip_city_db: Path | None
         params = load_params(config)
         locator = None
         if geoip_city_db is not None:
-            from relayguard.geoip import GeoLocator
+            from relayguard.foundation.geoip import GeoLocator
 
             locator = GeoLocator(geoip_city_db)
     except RelayguardError as exc:

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from relayguard.cli_support import friendly_errors
+from relayguard.foundation.cli_errors import friendly_errors
 
 SETTINGS_HELP = """
 Configuration comes from RELAYGUARD_* environment variables and an optional TOML file named by
@@ -32,18 +32,18 @@ def main(verbose: bool) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 @friendly_errors
 def worker(loglevel: str) -> None:
-    from agents.worker_main import run_worker
-    from relayguard.settings import load_settings
+    from relayguard.agents.worker_main import run_worker
+    from relayguard.foundation.settings import load_settings
 
     run_worker(load_settings(), loglevel)
 
 
 def _mount() -> None:
-    from relay.hook_cli import hook
-    from relayguard.broker.cli import broker
-    from relayguard.demo import demo
-    from relayguard.operator_cli import lock, locks, unlock
-    from relayguard.replay import replay
+    from relayguard.relay.hook_cli import hook
+    from relayguard.roof.broker.cli import broker
+    from relayguard.roof.demo import demo
+    from relayguard.roof.operator_cli import lock, locks, unlock
+    from relayguard.roof.replay import replay
 
     for command in (broker, demo, hook, lock, unlock, locks, replay):
         main.add_command(command)

@@ -11,10 +11,10 @@ from types import FrameType
 
 import click
 
-from relayguard.broker.config import DEFAULT_VERSION
-from relayguard.broker.fetch import cache_root, ensure_jars, stderr_progress
-from relayguard.broker.server import LocalBroker, tail
-from relayguard.errors import RelayguardError
+from relayguard.foundation.errors import RelayguardError
+from relayguard.roof.broker.config import DEFAULT_VERSION
+from relayguard.roof.broker.fetch import cache_root, ensure_jars, stderr_progress
+from relayguard.roof.broker.server import LocalBroker, tail
 
 BROKER_HELP = f"""Run a real single-node Apache Kafka broker on 127.0.0.1, for development, demos
 and tests.
@@ -87,8 +87,8 @@ def start(
 
 
 def _create_topics(bootstrap: str) -> None:
-    from relayguard.broker.topics import ensure_topics, standard_topics
-    from relayguard.settings import load_settings
+    from relayguard.foundation.settings import load_settings
+    from relayguard.foundation.topics import ensure_topics, standard_topics
 
     created = asyncio.run(ensure_topics(bootstrap, standard_topics(load_settings())))
     if created:

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from relayguard.broker import probe
-from relayguard.broker.config import (
+from relayguard.foundation.errors import ConfigError, DownstreamError
+from relayguard.roof.broker import probe
+from relayguard.roof.broker.config import (
     DEFAULT_VERSION,
     BrokerLayout,
     free_port,
@@ -29,8 +30,7 @@ from relayguard.broker.config import (
     new_cluster_id,
     write_config,
 )
-from relayguard.broker.fetch import JAVA_HINT, Progress, ensure_jars, require_tool
-from relayguard.errors import ConfigError, DownstreamError
+from relayguard.roof.broker.fetch import JAVA_HINT, Progress, ensure_jars, require_tool
 
 JVM_FLAGS = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 LOG_TAIL_LINES = 25

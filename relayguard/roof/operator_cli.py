@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from relayguard import lock_admin
-from relayguard.cli_support import friendly_errors
-from relayguard.settings import load_settings
-from stream.records import LockAction, LockCommand, SubjectKind
-from stream.timefmt import to_rfc3339
+from relayguard.foundation import lock_admin
+from relayguard.foundation.cli_errors import friendly_errors
+from relayguard.foundation.settings import load_settings
+from relayguard.stream.records import LockAction, LockCommand, SubjectKind
+from relayguard.stream.timefmt import to_rfc3339
 
 
 def _issuer() -> str:

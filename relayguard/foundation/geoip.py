@@ -15,8 +15,8 @@ import geoip2.database
 import geoip2.errors
 import maxminddb
 
-from relayguard.errors import ConfigError
-from stream.records import Event, GeoPoint, LoginEvent
+from relayguard.foundation.errors import ConfigError
+from relayguard.stream.records import Event, GeoPoint, LoginEvent
 
 # MaxMind omits the radius for some records; unknown counts as imprecise, so travel math
 # stays careful.

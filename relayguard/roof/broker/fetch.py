@@ -17,8 +17,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from relayguard.broker.config import DEFAULT_VERSION, major_version
-from relayguard.errors import DownstreamError, MissingToolError
+from relayguard.foundation.errors import DownstreamError, MissingToolError
+from relayguard.roof.broker.config import DEFAULT_VERSION, major_version
 
 Progress = Callable[[str], None]
 
@@ -97,7 +97,7 @@ def _run_maven(mvn: str, version: str, out_dir: Path, say: Progress) -> int:
     """Run copy-dependencies on our packaged pom; stream a condensed download log via `say`."""
     with tempfile.TemporaryDirectory(prefix="relayguard-pom-") as work:
         pom = Path(work) / "pom.xml"
-        pom.write_bytes(resources.files("relayguard").joinpath("broker/pom.xml").read_bytes())
+        pom.write_bytes(resources.files("relayguard.roof.broker").joinpath("pom.xml").read_bytes())
         cmd = [
             mvn, "-B", "-f", str(pom), f"{DEPENDENCY_PLUGIN}:copy-dependencies",
             "-DincludeScope=runtime", f"-DoutputDirectory={out_dir}",

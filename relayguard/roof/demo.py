@@ -17,14 +17,14 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from relayguard.broker.fetch import stderr_progress
-from relayguard.broker.server import LocalBroker
-from relayguard.demo_fleet import attack, normal_tick
-from relayguard.demo_geodb import write_city_db
-from relayguard.demo_scenario import EXPECTED_LOCKS, NORMAL_USERS, scenario
-from relayguard.settings import Settings, load_settings
-from relayguard.worker_process import WorkerProcess
-from stream import codec
+from relayguard.foundation.settings import Settings, load_settings
+from relayguard.roof.broker.fetch import stderr_progress
+from relayguard.roof.broker.server import LocalBroker
+from relayguard.roof.demo_fleet import attack, normal_tick
+from relayguard.roof.demo_geodb import write_city_db
+from relayguard.roof.demo_scenario import EXPECTED_LOCKS, NORMAL_USERS, scenario
+from relayguard.roof.worker_process import WorkerProcess
+from relayguard.stream import codec
 
 SETTLE_SECONDS = 3.0
 ATTACK_EVERY = 20.0

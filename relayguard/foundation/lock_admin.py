@@ -8,11 +8,11 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from relay.kafka_assign import assign_from_beginning
-from relayguard.errors import DownstreamError
-from relayguard.settings import Settings
-from stream import codec
-from stream.records import LockAction, LockCommand, SubjectKind
+from relayguard.foundation.errors import DownstreamError
+from relayguard.foundation.kafka_read import assign_from_beginning
+from relayguard.foundation.settings import Settings
+from relayguard.stream import codec
+from relayguard.stream.records import LockAction, LockCommand, SubjectKind
 
 
 async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:

@@ -20,8 +20,8 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from relayguard.errors import ConfigError, DownstreamError
-from relayguard.settings import Settings
+from relayguard.foundation.errors import ConfigError, DownstreamError
+from relayguard.foundation.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
 # Broker answers that mean "your request is wrong" rather than "the broker is unwell".

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from relayguard.demo_scenario import RELAYS, login, send
-from stream.records import Event
+from relayguard.roof.demo_scenario import RELAYS, login, send
+from relayguard.stream.records import Event
 
 # Home addresses in the demo City database: Berlin, Potsdam, London, Amsterdam, Paris.
 HOMES = ("192.0.2.11", "192.0.2.70", "192.0.2.140", "203.0.113.20", "2001:db8::20")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from stream.records import Event, LoginEvent, SendEvent
+from relayguard.stream.records import Event, LoginEvent, SendEvent
 
 RELAYS = ("relay-fra-1", "relay-ams-2", "relay-lon-3")
 

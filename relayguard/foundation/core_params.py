@@ -32,12 +32,12 @@ import dataclasses
 import ipaddress
 from typing import Any
 
-from relayguard.errors import ConfigError
-from relayguard.settings import Settings
-from stream import policy, windows
-from stream.detectors import registry, volume
-from stream.detectors.common import IpNetwork
-from stream.engine import CoreParams, EnabledDetector
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.settings import Settings
+from relayguard.stream import policy, windows
+from relayguard.stream.detectors import registry, volume
+from relayguard.stream.detectors.common import IpNetwork
+from relayguard.stream.engine import CoreParams, EnabledDetector
 
 DP = policy.DetectorPolicy
 # Defaults per detector, with the source of each in the detector's module docstring. Noisy

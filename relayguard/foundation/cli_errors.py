@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from relayguard.errors import RelayguardError
+from relayguard.foundation.errors import RelayguardError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
