@@ -13,6 +13,11 @@ HELP = {
     "alerts_total": "Alerts published, by detector",
     "rerouted_total": "Events re-keyed because the relay used the wrong key",
     "slack_messages_total": "Alerts posted to Slack (or not), by outcome",
+    # [signing]
+
+    # [ingest]
+
+    # [worker store]
 }
 
 

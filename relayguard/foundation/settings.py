@@ -93,6 +93,14 @@ class Settings(BaseSettings):
         15.0, gt=0, description="how often the worker turns expired throttles into unlocks"
     )
 
+    # [kafka security] SASL/TLS for every Kafka client
+
+    # [signing] keys that sign and verify lock and control records
+
+    # [ingest] bounds on what the worker accepts from relays
+
+    # [worker store] table store, recovery and group membership
+
     @classmethod
     def settings_customise_sources(
         cls,
