@@ -25,6 +25,7 @@ from relayguard.agents.metrics import Metrics
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.agents.slack_notifier import SlackNotifier
 from relayguard.foundation.geoip import GeoLocator
+from relayguard.foundation.kafka_clients import faust_credentials
 from relayguard.foundation.settings import Settings
 from relayguard.stream import codec, engine
 from relayguard.stream.records import Alert, LockCommand
@@ -73,6 +74,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",  # tables rebuild from their changelog topics on start
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

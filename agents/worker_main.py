@@ -13,6 +13,7 @@ import faust
 from relayguard.agents.app import create_app
 from relayguard.foundation.core_params import build_core_params
 from relayguard.foundation.geoip import GeoLocator
+from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.settings import Settings
 from relayguard.foundation.topics import ensure_topics, standard_topics
 
@@ -46,7 +47,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if locator is None:
         log.warning("no GeoIP City database configured (RELAYGUARD_GEOIP_CITY_DB): "
                     "impossible-travel and country detectors see no locations")
-    asyncio.run(ensure_topics(settings.bootstrap_servers, standard_topics(settings)))
+    asyncio.run(ensure_topics(settings.bootstrap_servers, standard_topics(settings),
+                              kafka_options=aiokafka_options(settings.kafka)))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, params, locator)
     worker = _Worker(app, settings.shutdown_grace_seconds, loglevel=loglevel, quiet=True)

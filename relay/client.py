@@ -1,6 +1,8 @@
 """A small Python client for relays that are neither Postfix nor log-based.
 
-    client = RelayClient("kafka:9092", "relay-custom-1", Settings().topics)
+    settings = load_settings()                # relayguard.foundation.settings
+    client = RelayClient("kafka:9093", "relay-custom-1", settings.topics,
+                         security=settings.kafka)  # SASL_SSL: RELAYGUARD_KAFKA__*
     await client.start()                      # follows the locks topic, starts the producer
     if client.is_locked("alice@example.com"):
         refuse()
@@ -21,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from relayguard.foundation.kafka_clients import KafkaSecurity, aiokafka_options
 from relayguard.foundation.settings import Topics
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer, ProducerStats
@@ -37,15 +40,18 @@ class RelayClient:
         spool_dir: Path | None = None,
         source: str = "client",
         clock: Callable[[], float] = time.time,
+        security: KafkaSecurity | None = None,
     ) -> None:
         topics = topics or Topics()
+        options = aiokafka_options(security or KafkaSecurity())  # SASL/TLS, checked here
         self.relay_id = relay_id
         self.source = source
         self.clock = clock
         self.producer = EventProducer(bootstrap, topics.events,
-                                      spool_dir or Path(".relayguard") / f"client-spool-{relay_id}")
+                                      spool_dir or Path(".relayguard") / f"client-spool-{relay_id}",
+                                      kafka_options=options)
         self.follower = LockFollower(bootstrap, topics.locks, topics.lock_acks, relay_id,
-                                     clock=clock)
+                                     clock=clock, kafka_options=options)
 
     async def start(self, ready_timeout: float | None = 30.0) -> bool:
         """Start publishing and following; True once the current locks are all known."""

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -62,6 +62,7 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
             ip_locks_unauthenticated: bool, ready_timeout: float) -> None:
     """Run the Postfix policy service: refuse locked users, publish send events."""
     from relayguard.foundation.errors import ConfigError
+    from relayguard.foundation.kafka_clients import aiokafka_options
     from relayguard.foundation.settings import load_settings
     from relayguard.relay.policy_protocol import DecisionConfig
     from relayguard.relay.policy_server import parse_listen
@@ -79,13 +80,15 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
         spool_max_bytes=spool_max_mb << 20, config=config,
         locks_topic=settings.topics.locks, acks_topic=settings.topics.lock_acks,
         events_topic=settings.topics.events, ready_timeout=ready_timeout,
+        kafka_options=aiokafka_options(settings.kafka),
     ))
 
 
 async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        spool_dir: Path, spool_max_bytes: int, config: DecisionConfig,
                        locks_topic: str,
-                       acks_topic: str, events_topic: str, ready_timeout: float) -> None:
+                       acks_topic: str, events_topic: str, ready_timeout: float,
+                       kafka_options: dict[str, Any] | None = None) -> None:
     from relayguard.relay.lock_follower import LockFollower
     from relayguard.relay.policy_server import PolicyServer
     from relayguard.relay.producer import EventProducer
@@ -95,8 +98,10 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    producer = EventProducer(bootstrap, events_topic, spool_dir, spool_max_bytes=spool_max_bytes)
-    follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id)
+    producer = EventProducer(bootstrap, events_topic, spool_dir, spool_max_bytes=spool_max_bytes,
+                             kafka_options=kafka_options)
+    follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id,
+                            kafka_options=kafka_options)
     server = PolicyServer(listen, follower.book, config, relay_id,
                           publish=producer.publish_nowait)
     log.info("relay %s: Kafka %s, locks from %s, events to %s, spool %s", relay_id, bootstrap,

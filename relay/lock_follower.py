@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from relayguard.relay.lock_book import LockBook
@@ -35,6 +35,7 @@ class LockFollower:
         *,
         clock: Callable[[], float] = time.time,
         retry_interval: float = 2.0,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.locks_topic = locks_topic
@@ -43,6 +44,7 @@ class LockFollower:
         self.book = book if book is not None else LockBook()
         self.clock = clock
         self.retry_interval = retry_interval
+        self._kafka_options = dict(kafka_options or {})  # SASL/TLS (foundation.kafka_clients)
         self.applied = 0
         self.skipped = 0  # malformed, tombstone, dry-run, or not newer
         self._ready = asyncio.Event()
@@ -114,13 +116,15 @@ class LockFollower:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id=f"relayguard-locks-{self.relay_id}",
+            **self._kafka_options,
         )
         await self._consumer.start()
         self._targets = await assign_from_beginning(self._consumer, self.locks_topic)
         if not self._targets:
             raise RuntimeError(f"topic {self.locks_topic} does not exist (yet)")
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1,
-                                          client_id=f"relayguard-acks-{self.relay_id}")
+                                          client_id=f"relayguard-acks-{self.relay_id}",
+                                          **self._kafka_options)
         await self._producer.start()
         log.info("lock follower: reading %s (%d partitions) from the beginning",
                  self.locks_topic, len(self._targets))

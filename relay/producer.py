@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,7 @@ class EventProducer:
         request_timeout_ms: int = 10_000,
         batch: int = 500,
         producer_factory: ProducerFactory | None = None,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -77,6 +78,7 @@ class EventProducer:
         self.request_timeout_ms = request_timeout_ms
         self.batch = batch
         self._factory = producer_factory or self._aiokafka_producer
+        self._kafka_options = dict(kafka_options or {})  # SASL/TLS (foundation.kafka_clients)
         self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, fsync_interval=fsync_interval)
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
         self._stats = ProducerStats()
@@ -273,7 +275,7 @@ class EventProducer:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
             request_timeout_ms=self.request_timeout_ms, linger_ms=5,
-            client_id="relayguard-relay",
+            client_id="relayguard-relay", **self._kafka_options,
         )
 
     async def _pause(self) -> None:

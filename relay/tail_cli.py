@@ -10,6 +10,7 @@ import logging
 import signal
 from datetime import UTC, tzinfo
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,6 +72,7 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
     Survives log rotation (rename or copytruncate) and restarts: positions are checkpointed
     after the events are handed to the producer, which spools to disk while Kafka is down.
     """
+    from relayguard.foundation.kafka_clients import aiokafka_options
     from relayguard.foundation.settings import load_settings
 
     settings = load_settings()
@@ -85,18 +87,19 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
         from_end=not from_start,
         tz=tz,
         poll_interval=poll_interval,
+        kafka_options=aiokafka_options(settings.kafka),
     ))
 
 
 async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
                checkpoint_dir: Path, spool_dir: Path, from_end: bool, tz: tzinfo,
-               poll_interval: float) -> None:
+               poll_interval: float, kafka_options: dict[str, Any] | None = None) -> None:
     from relayguard.relay.checkpoint import CheckpointStore
     from relayguard.relay.log_follower import LogFollower
     from relayguard.relay.log_parser import LogParser
     from relayguard.relay.producer import EventProducer
 
-    producer = EventProducer(bootstrap, topic, spool_dir)
+    producer = EventProducer(bootstrap, topic, spool_dir, kafka_options=kafka_options)
     follower = LogFollower(files, LogParser(relay_id, tz=tz), producer,
                            CheckpointStore(checkpoint_dir), from_end=from_end,
                            poll_interval=poll_interval)

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from relayguard.foundation.errors import DownstreamError
+from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.kafka_read import assign_from_beginning
 from relayguard.foundation.settings import Settings
 from relayguard.stream import codec
 from relayguard.stream.records import LockAction, LockCommand, SubjectKind
 
 
-async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[bytes, bytes]:
+async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0,
+                      kafka_options: Mapping[str, Any] | None = None) -> dict[bytes, bytes]:
     """Latest value per key of a compacted topic, read from the beginning up to its end now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                **(kafka_options or {}))
     await consumer.start()
     try:
         ends = await assign_from_beginning(consumer, topic, attempts=1)
@@ -44,7 +49,9 @@ async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0) -> dict
 async def current_commands(settings: Settings) -> dict[tuple[str, str], LockCommand]:
     """(kind, subject) -> the latest readable command; unreadable records are skipped."""
     out: dict[tuple[str, str], LockCommand] = {}
-    for raw in (await read_latest(settings.bootstrap_servers, settings.topics.locks)).values():
+    latest = await read_latest(settings.bootstrap_servers, settings.topics.locks,
+                               kafka_options=aiokafka_options(settings.kafka))
+    for raw in latest.values():
         try:
             c = codec.decode_lock_command(raw)
         except codec.Rejected:
@@ -58,8 +65,9 @@ def is_active(command: LockCommand, now: float) -> bool:
             and (command.expires_at is None or command.expires_at > now))
 
 
-async def publish_command(bootstrap: str, topic: str, command: LockCommand) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def publish_command(bootstrap: str, topic: str, command: LockCommand,
+                          kafka_options: Mapping[str, Any] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(kafka_options or {}))
     await producer.start()
     try:
         await producer.send_and_wait(topic, codec.dumps(codec.lock_command_to_dict(command)),
@@ -80,5 +88,6 @@ async def issue(settings: Settings, action: LockAction, subject: str, kind: Subj
         version=max((previous.version if previous else 0) + 1, int(now * 1000)),
         severity="high",
     )
-    await publish_command(settings.bootstrap_servers, settings.topics.locks, command)
+    await publish_command(settings.bootstrap_servers, settings.topics.locks, command,
+                          kafka_options=aiokafka_options(settings.kafka))
     return command

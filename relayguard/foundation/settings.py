@@ -15,6 +15,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from relayguard.foundation.kafka_clients import KafkaSecurity
+
 
 class Topics(BaseModel):
     prefix: str = "relayguard."
@@ -94,6 +96,10 @@ class Settings(BaseSettings):
     )
 
     # [kafka security] SASL/TLS for every Kafka client
+    kafka: KafkaSecurity = Field(
+        default_factory=KafkaSecurity,
+        description="RELAYGUARD_KAFKA__*: security protocol, SASL user/password, CA; see "
+        "relayguard/foundation/kafka_clients.py")
 
     # [signing] keys that sign and verify lock and control records
 

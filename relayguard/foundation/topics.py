@@ -55,14 +55,16 @@ def standard_topics(settings: Settings) -> list[TopicSpec]:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Sequence[TopicSpec], timeout: float = 30.0
+    bootstrap: str, topics: Sequence[TopicSpec], timeout: float = 30.0,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the missing topics; check existing ones. Returns the names created by this call.
     Raises ConfigError on a partition-count or enforced-config mismatch, DownstreamError when
     the broker cannot be reached or refuses."""
     deadline = time.monotonic() + timeout
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000))
+        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000)),
+        **(kafka_options or {}),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)

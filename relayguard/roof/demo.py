@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.settings import Settings, load_settings
 from relayguard.roof.broker.fetch import stderr_progress
 from relayguard.roof.broker.server import LocalBroker
@@ -40,10 +41,11 @@ async def _watch_and_play(settings: Settings, timeout: float, follow: float | No
     and print the verdict. With `follow` (seconds, inf = until Ctrl-C) keep a simulated fleet
     running afterwards."""
     t = settings.topics
+    security = aiokafka_options(settings.kafka)
     consumer = AIOKafkaConsumer(t.locks, t.alerts, bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
+                                auto_offset_reset="earliest", group_id=None, **security)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                                linger_ms=5)
+                                linger_ms=5, **security)
     await consumer.start()
     await producer.start()
     try:
