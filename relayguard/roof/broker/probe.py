@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -18,10 +20,12 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-async def describe(bootstrap: str, timeout: float = 5.0) -> dict[str, object]:
+async def describe(bootstrap: str, timeout: float = 5.0,
+                   kafka_options: Mapping[str, Any] | None = None) -> dict[str, object]:
     """One metadata round trip; returns aiokafka's describe_cluster() dict (brokers, cluster_id)."""
     ms = max(1000, int(timeout * 1000))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms,
+                                **(kafka_options or {}))
     try:
         await asyncio.wait_for(admin.start(), timeout)
         info = await asyncio.wait_for(admin.describe_cluster(), timeout)
@@ -32,14 +36,15 @@ async def describe(bootstrap: str, timeout: float = 5.0) -> dict[str, object]:
     return dict(info)
 
 
-def round_trip_error(bootstrap: str, timeout: float = 5.0) -> str | None:
+def round_trip_error(bootstrap: str, timeout: float = 5.0,
+                     kafka_options: Mapping[str, Any] | None = None) -> str | None:
     """Sync wrapper usable from any context (even inside a running loop): None when the broker
     answered a metadata request, else a one-line reason."""
     result: list[str | None] = ["probe did not finish"]
 
     def run() -> None:
         try:
-            asyncio.run(describe(bootstrap, timeout))
+            asyncio.run(describe(bootstrap, timeout, kafka_options))
             result[0] = None
         except Exception as exc:  # any failure just means "not ready"; the reason is reported
             result[0] = f"{type(exc).__name__}: {exc}".strip()

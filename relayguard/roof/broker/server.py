@@ -3,6 +3,10 @@
 Usage:
     with LocalBroker() as broker:        # temp data dir, removed on stop
         print(broker.bootstrap)          # "127.0.0.1:PORT"
+
+    with LocalBroker(secure=True) as broker:     # SASL_SSL + SCRAM users + StandardAuthorizer
+        broker.apply_acls(acls.layout(topics, app_id, relays=["relay-1"], workers=["worker"]))
+        broker.client_security("relay-1")        # KafkaSecurity for that user
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from pathlib import Path
 from types import TracebackType
 
 from relayguard.foundation.errors import ConfigError, DownstreamError
-from relayguard.roof.broker import probe
+from relayguard.foundation.kafka_clients import KafkaSecurity, aiokafka_options, librdkafka_config
+from relayguard.roof.broker import acls, probe
 from relayguard.roof.broker.config import (
     DEFAULT_VERSION,
     BrokerLayout,
@@ -31,6 +36,7 @@ from relayguard.roof.broker.config import (
     write_config,
 )
 from relayguard.roof.broker.fetch import JAVA_HINT, Progress, ensure_jars, require_tool
+from relayguard.roof.broker.secure import ADMIN, SecureSetup
 
 JVM_FLAGS = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 LOG_TAIL_LINES = 25
@@ -53,6 +59,10 @@ class LocalBroker:
 
     die_with_parent: the kernel SIGTERMs the JVM when the thread that called start() dies, so a
     killed test run leaves no broker behind. Pass False when starting from a short-lived thread.
+
+    secure: a SASL_SSL client listener with SCRAM-SHA-512 users (`roles`: role -> user names,
+    plus the super user `admin`), created when the storage is formatted, a throwaway CA, and the
+    StandardAuthorizer denying whatever no ACL allows. Files in <data dir>/secure.
     """
 
     def __init__(
@@ -62,6 +72,8 @@ class LocalBroker:
         port: int | None = None,
         progress: Progress | None = None,
         die_with_parent: bool = True,
+        secure: bool = False,
+        roles: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.version = version
         self._owns_dir = data_dir is None
@@ -72,6 +84,9 @@ class LocalBroker:
         self._die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
+        self._secure = secure
+        self._secure_roles = roles
+        self.secure: SecureSetup | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -105,11 +120,17 @@ class LocalBroker:
             )
         self.port = self._wanted_port or free_port()
         controller_port = free_port(exclude={self.port})
-        write_config(self.version, self.layout, self.port, controller_port)
+        if self._secure:
+            self.secure = SecureSetup.prepare(self.layout.data_dir / "secure", self._secure_roles)
+        listener = self.secure.listener() if self.secure else None
+        write_config(self.version, self.layout, self.port, controller_port, listener)
         classpath = f"{libs}/*"
         log_flag = logging_jvm_flag(self.version, self.layout)
+        late_users: list[str] = []
         if not self.layout.formatted_marker.exists():
             self._format(java, classpath, log_flag)
+        elif self.secure is not None:
+            late_users = self.secure.unformatted_users()
         cmd = [java, *JVM_FLAGS, log_flag, "-cp", classpath, "kafka.Kafka",
                str(self.layout.properties)]  # fmt: skip
         with self.layout.console_log.open("ab") as out:
@@ -121,13 +142,41 @@ class LocalBroker:
             )  # fmt: skip
         try:
             self._wait_ready(timeout)
+            if late_users:
+                self._add_users(late_users)
         except BaseException:
             self.stop(keep_dir=True)  # keep the logs for the error message / post-mortem
             raise
 
+    # ---- secure mode ---------------------------------------------------------------------------
+
+    def client_security(self, user: str = ADMIN) -> KafkaSecurity:
+        """Client settings (RELAYGUARD_KAFKA__*) for one of the secure broker's users."""
+        if self.secure is None:
+            return KafkaSecurity()
+        return self.secure.security(user)
+
+    def client_options(self, user: str = ADMIN) -> dict[str, object]:
+        """aiokafka keyword arguments for that user ({} on a plaintext broker)."""
+        return aiokafka_options(self.client_security(user))
+
+    def apply_acls(self, rules: list[acls.AclRule]) -> int:
+        """Create ACLs as the super user (no-op on a plaintext broker, which has no authorizer)."""
+        if self.secure is None:
+            return 0
+        return acls.apply(rules, librdkafka_config(self.client_security(), self.bootstrap))
+
+    def _add_users(self, users: list[str]) -> None:
+        """Users added to `roles` after the data dir was formatted: create them via the Admin
+        API (what kafka-configs --alter --entity-type users does)."""
+        assert self.secure is not None
+        self.secure.add_users(users, librdkafka_config(self.client_security(), self.bootstrap))
+
     def _format(self, java: str, classpath: str, log_flag: str) -> None:
         cmd = [java, log_flag, "-cp", classpath, "kafka.tools.StorageTool", "format",
                "-t", new_cluster_id(), "-c", str(self.layout.properties)]  # fmt: skip
+        if self.secure is not None:  # SCRAM users exist before the first client connects
+            cmd += self.secure.scram_args()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             output = (done.stdout + done.stderr).strip().splitlines()[-LOG_TAIL_LINES:]
@@ -136,6 +185,8 @@ class LocalBroker:
                 f"(exit {done.returncode}):\n" + "\n".join(output),
                 hint="delete that data dir or pick another one",
             )
+        if self.secure is not None:
+            self.secure.mark_formatted(self.secure.users)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -152,7 +203,8 @@ class LocalBroker:
                     "another Kafka version are the usual causes",
                 )
             if probe.port_open("127.0.0.1", port):
-                problem = probe.round_trip_error(self.bootstrap, timeout=5)
+                problem = probe.round_trip_error(self.bootstrap, timeout=5,
+                                                 kafka_options=self.client_options())
                 if problem is None:
                     return
                 reason = f"metadata round trip failed: {problem}"
