@@ -12,8 +12,12 @@ from types import FrameType
 import click
 
 from relayguard.foundation.errors import RelayguardError
+from relayguard.foundation.kafka_clients import librdkafka_config
+from relayguard.foundation.settings import load_settings
+from relayguard.roof.broker import acls
 from relayguard.roof.broker.config import DEFAULT_VERSION
 from relayguard.roof.broker.fetch import cache_root, ensure_jars, stderr_progress
+from relayguard.roof.broker.secure import DEFAULT_ROLES
 from relayguard.roof.broker.server import LocalBroker, tail
 
 BROKER_HELP = f"""Run a real single-node Apache Kafka broker on 127.0.0.1, for development, demos
@@ -61,17 +65,26 @@ data dir.""")
 @click.option("--port", type=int, default=9092, show_default=True, help="0 = any free port")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True)
 @click.option("--timeout", type=float, default=90, show_default=True, help="start timeout, s")
+@click.option("--secure", is_flag=True,
+              help="SASL_SSL listener, SCRAM-SHA-512 users, a throwaway CA and ACLs (deny by "
+              "default); prints the credentials and the env lines to export")
+@click.option("--relay", "relays", multiple=True, default=("relay-1",), show_default=True,
+              help="with --secure: a relay user to create (repeat for several)")
 @version_option
 def start(
-    data_dir: Path | None, port: int, create_topics: bool, timeout: float, kafka_version: str
+    data_dir: Path | None, port: int, create_topics: bool, timeout: float, secure: bool,
+    relays: tuple[str, ...], kafka_version: str,
 ) -> None:
+    roles = {**DEFAULT_ROLES, "relay": tuple(relays)}
     node = LocalBroker(data_dir=data_dir, version=kafka_version, port=port or None,
-                       progress=stderr_progress)  # fmt: skip
+                       progress=stderr_progress, secure=secure, roles=roles)  # fmt: skip
     began = time.monotonic()
     try:
         node.start(timeout=timeout)
+        if secure:
+            _apply_layout(node, roles)
         if create_topics:
-            _create_topics(node.bootstrap)
+            _create_topics(node)
     except RelayguardError as exc:
         node.stop(keep_dir=True)
         _fail(exc)
@@ -82,15 +95,39 @@ def start(
     click.echo(f"bootstrap: {node.bootstrap}")
     click.echo(f"  export RELAYGUARD_BOOTSTRAP_SERVERS={node.bootstrap}")
     click.echo(f"data dir: {node.layout.data_dir}")
+    if node.secure is not None:
+        _print_credentials(node)
     click.echo("Ctrl-C to stop")
     _serve(node)
 
 
-def _create_topics(bootstrap: str) -> None:
-    from relayguard.foundation.settings import load_settings
+def _apply_layout(node: LocalBroker, roles: dict[str, tuple[str, ...]]) -> None:
+    settings = load_settings()
+    rules = acls.layout(settings.topics, settings.app_id, relays=roles["relay"],
+                        workers=roles["worker"], operators=roles["operator"])
+    count = node.apply_acls(rules)
+    click.echo(f"applied {count} ACL bindings for topic prefix {settings.topics.prefix!r} and "
+               f"app id {settings.app_id!r} (`relayguard broker acls` shows them)", err=True)
+
+
+def _print_credentials(node: LocalBroker) -> None:
+    assert node.secure is not None and node.secure.tls is not None
+    files = node.secure.write_env_files(node.bootstrap)
+    click.echo(f"SASL_SSL (SCRAM-SHA-512), CA certificate: {node.secure.tls.ca}")
+    click.echo(f"users (passwords in {node.secure.directory}/<user>.password, mode 0600):")
+    for role, users in [("super user", ("admin",)), *node.secure.roles.items()]:
+        for user in users:
+            click.echo(f"  {role:10} {user:12} env file {files[user]}")
+    click.echo("a worker exports (relays and operators likewise, from their env file):")
+    for line in node.secure.env_lines(node.secure.roles["worker"][0], node.bootstrap):
+        click.echo(f"  export {line}")
+
+
+def _create_topics(node: LocalBroker) -> None:
     from relayguard.foundation.topics import ensure_topics, standard_topics
 
-    created = asyncio.run(ensure_topics(bootstrap, standard_topics(load_settings())))
+    created = asyncio.run(ensure_topics(node.bootstrap, standard_topics(load_settings()),
+                                        kafka_options=node.client_options()))
     if created:
         click.echo(f"created topics: {', '.join(created)}", err=True)
 
@@ -113,3 +150,37 @@ def _serve(node: LocalBroker) -> None:
     finally:
         node.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+@broker.command("acls", help="""Print (or, with --apply, create) the ACLs relayguard needs on a
+Kafka with an authorizer, for the configured topic prefix (RELAYGUARD_TOPICS__PREFIX) and app id
+(RELAYGUARD_APP_ID).
+
+Relay users may WRITE events and lock-acks and READ locks, nothing else; worker users may use
+every topic under the prefix and under '<app id>-', their consumer group and transactional ids;
+operator users READ and WRITE locks and READ alerts, lock-acks and the DLQ. --apply connects
+with the RELAYGUARD_KAFKA__* settings, which must name a super user.""")
+@click.option("--relay", "relays", multiple=True, default=("relay-1",), show_default=True,
+              help="relay SASL user (repeat for each relay)")
+@click.option("--worker", "workers", multiple=True, default=("worker",), show_default=True)
+@click.option("--operator", "operators", multiple=True, default=("operator",), show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "kafka-acls"]), default="table",
+              show_default=True, help="a Markdown table, or kafka-acls.sh commands")
+@click.option("--apply", "do_apply", is_flag=True, help="create them on the configured Kafka")
+def acls_command(relays: tuple[str, ...], workers: tuple[str, ...], operators: tuple[str, ...],
+                 fmt: str, do_apply: bool) -> None:
+    try:
+        settings = load_settings()
+        rules = acls.layout(settings.topics, settings.app_id, relays=relays, workers=workers,
+                            operators=operators)
+        if do_apply:
+            count = acls.apply(rules, librdkafka_config(settings.kafka,
+                                                        settings.bootstrap_servers))
+            click.echo(f"created {count} ACL bindings on {settings.bootstrap_servers}")
+            return
+    except RelayguardError as exc:
+        _fail(exc)
+    if fmt == "table":
+        click.echo(acls.table(rules))
+    else:
+        click.echo(acls.kafka_acls_commands(rules, settings.bootstrap_servers))
