@@ -17,7 +17,7 @@ from relayguard.foundation.settings import load_settings
 from relayguard.roof.broker import acls
 from relayguard.roof.broker.config import DEFAULT_VERSION
 from relayguard.roof.broker.fetch import cache_root, ensure_jars, stderr_progress
-from relayguard.roof.broker.secure import DEFAULT_ROLES
+from relayguard.roof.broker.secure import DEFAULT_ROLES, SecureSetup
 from relayguard.roof.broker.server import LocalBroker, tail
 
 BROKER_HELP = f"""Run a real single-node Apache Kafka broker on 127.0.0.1, for development, demos
@@ -150,6 +150,25 @@ def _serve(node: LocalBroker) -> None:
     finally:
         node.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+@broker.command("compose-secrets", help="""Write what docker-compose.yml's SASL_SSL setup reads
+from DIR (default ./secrets): a throwaway CA (ca.pem), the broker's key and certificate for
+--host (server-keystore.pem), and a password file per user (admin, worker, operator, relay-1;
+mode 0600). Existing files are kept, so running it again changes nothing.""")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path),
+                default=Path("secrets"))
+@click.option("--host", "hosts", multiple=True, default=("kafka",), show_default=True,
+              help="broker host name(s) clients connect to (certificate names)")
+def compose_secrets(directory: Path, hosts: tuple[str, ...]) -> None:
+    try:
+        setup = SecureSetup.prepare(directory, hosts=hosts)
+    except RelayguardError as exc:
+        _fail(exc)
+    for user in setup.users:
+        click.echo(f"{user:10} {directory / (user + '.password')}")
+    assert setup.tls is not None
+    click.echo(f"CA {setup.tls.ca}, broker keystore {setup.tls.keystore} ({', '.join(hosts)})")
 
 
 @broker.command("acls", help="""Print (or, with --apply, create) the ACLs relayguard needs on a

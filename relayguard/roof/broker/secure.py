@@ -37,9 +37,10 @@ class SecureSetup:
     tls: TlsFiles | None = None
 
     @classmethod
-    def prepare(cls, directory: Path,
-                roles: dict[str, tuple[str, ...]] | None = None) -> SecureSetup:
-        """Create (or reuse) the CA, server certificate and user passwords in `directory`."""
+    def prepare(cls, directory: Path, roles: dict[str, tuple[str, ...]] | None = None,
+                hosts: tuple[str, ...] = ("localhost",)) -> SecureSetup:
+        """Create (or reuse) the CA, a server certificate for `hosts` (and 127.0.0.1) and the
+        user passwords in `directory`."""
         setup = cls(directory, dict(roles or DEFAULT_ROLES))
         for name in setup.users:
             if not USER_NAME.match(name):
@@ -47,7 +48,7 @@ class SecureSetup:
                                   "use letters, digits, '.', '_' and '-' (at most 64)")
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
-        setup.tls = ensure_tls(directory)
+        setup.tls = ensure_tls(directory, hosts)
         store = directory / "users.json"
         known: dict[str, str] = json.loads(store.read_text()) if store.is_file() else {}
         for name in setup.users:

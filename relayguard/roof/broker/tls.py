@@ -36,8 +36,9 @@ def tls_files(directory: Path) -> TlsFiles:
     return TlsFiles(directory / "ca.pem", directory / "server-keystore.pem")
 
 
-def ensure_tls(directory: Path) -> TlsFiles:
-    """Make the CA and server certificate once; later calls return the same files."""
+def ensure_tls(directory: Path, dns_names: tuple[str, ...] = SERVER_NAMES) -> TlsFiles:
+    """Make the CA and a server certificate for `dns_names` and 127.0.0.1 once; later calls
+    return the same files."""
     files = tls_files(directory)
     if files.exist():
         return files
@@ -58,11 +59,11 @@ def ensure_tls(directory: Path) -> TlsFiles:
         .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
         .issuer_name(ca_name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
