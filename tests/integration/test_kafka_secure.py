@@ -24,6 +24,7 @@ from relayguard.foundation.topics import ensure_topics, standard_topics
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer
 from relayguard.roof.broker.probe import round_trip_error
+from relayguard.roof.broker.server import LocalBroker
 from relayguard.roof.worker_process import WorkerProcess
 from relayguard.stream import codec
 from relayguard.stream.records import SendEvent
@@ -165,3 +166,29 @@ async def test_worker_locks_a_burst_over_sasl_ssl_and_operator_lists_it(
     plain = locks_cli({"RELAYGUARD_BOOTSTRAP_SERVERS": kafka.bootstrap})  # no credentials
     assert plain.returncode != 0 and user not in plain.stdout
 
+
+
+def test_kept_secure_data_dir_keeps_users_and_adds_new_ones(tmp_path: Path) -> None:
+    """Restart of `broker start --secure --data-dir`: the same CA and passwords work again, and
+    a relay user added since the format is created through the Admin API."""
+    data = tmp_path / "broker"
+    roles: dict[str, tuple[str, ...]] = {"worker": (WORKER,), "operator": (OPERATOR,),
+                                         "relay": (RELAY,)}
+    first = LocalBroker(data_dir=data, secure=True, roles=roles)
+    try:
+        first.start(timeout=120)
+        ca = first.client_security(RELAY).ca_file
+        assert ca is not None
+        ca_pem = ca.read_bytes()
+    finally:
+        first.stop()
+    again = LocalBroker(data_dir=data, secure=True, roles={**roles, "relay": (RELAY, "relay-2")})
+    try:
+        again.start(timeout=120)
+        assert ca.read_bytes() == ca_pem
+        for user in (RELAY, "relay-2"):
+            problem = round_trip_error(again.bootstrap, timeout=8,
+                                       kafka_options=again.client_options(user))
+            assert problem is None, f"{user}: {problem}"
+    finally:
+        again.stop()

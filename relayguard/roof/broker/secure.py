@@ -117,8 +117,8 @@ class SecureSetup:
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
         changes: list[UserScramCredentialAlteration] = [
             UserScramCredentialUpsertion(u, info, self.passwords[u].encode()) for u in users]
-        futures = AdminClient(dict(admin_config)).alter_user_scram_credentials(
-            changes, request_timeout=timeout)
+        admin = AdminClient(dict(admin_config))  # kept alive until the futures are done
+        futures = admin.alter_user_scram_credentials(changes, request_timeout=timeout)
         for user, fut in futures.items():
             try:
                 fut.result(timeout=timeout + 5)
