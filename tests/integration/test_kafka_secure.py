@@ -23,6 +23,7 @@ from relayguard.foundation.settings import Settings, Topics
 from relayguard.foundation.topics import ensure_topics, standard_topics
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer
+from relayguard.roof.broker.config import free_port
 from relayguard.roof.broker.probe import round_trip_error
 from relayguard.roof.broker.server import LocalBroker
 from relayguard.roof.worker_process import WorkerProcess
@@ -154,17 +155,12 @@ async def test_worker_locks_a_burst_over_sasl_ssl_and_operator_lists_it(
         await producer.stop()
         worker.stop()
 
-    def locks_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "relayguard", "locks"], text=True,
-                              capture_output=True, timeout=60, check=False,
-                              env={**os.environ, **env,
-                                   "RELAYGUARD_TOPICS__PREFIX": topics.prefix})
-
-    listed = locks_cli(kafka.env(OPERATOR))
+    prefix = {"RELAYGUARD_TOPICS__PREFIX": topics.prefix}
+    listed = _cli({**kafka.env(OPERATOR), **prefix}, "locks")
     assert listed.returncode == 0, listed.stderr
     assert user in listed.stdout and "1 active lock(s)" in listed.stdout, listed.stdout
-    plain = locks_cli({"RELAYGUARD_BOOTSTRAP_SERVERS": kafka.bootstrap})  # no credentials
-    assert plain.returncode != 0 and user not in plain.stdout
+    plain = _cli({"RELAYGUARD_BOOTSTRAP_SERVERS": kafka.bootstrap, **prefix}, "locks")
+    assert plain.returncode != 0 and user not in plain.stdout  # no credentials, no answer
 
 
 
@@ -192,3 +188,57 @@ def test_kept_secure_data_dir_keeps_users_and_adds_new_ones(tmp_path: Path) -> N
             assert problem is None, f"{user}: {problem}"
     finally:
         again.stop()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "relayguard", *args], text=True,
+                          capture_output=True, timeout=60, check=False,
+                          env={**os.environ, **env})
+
+
+def _policy_request(user: str) -> bytes:
+    return (f"request=smtpd_access_policy\nprotocol_state=RCPT\nsasl_username={user}\n"
+            "client_address=198.51.100.20\nsender=a@example.com\ninstance=sec.1\n\n").encode()
+
+
+async def test_hook_postfix_and_operator_cli_over_sasl_ssl(
+        secure_kafka: SecureKafka, tmp_path: Path) -> None:
+    """The real `relayguard hook postfix` with the relay credential enforces a lock that the
+    operator credential issued with `relayguard lock`; the relay credential cannot issue one."""
+    kafka = secure_kafka
+    topics, _ = await _topics(kafka)
+    user = f"mallory-{uuid.uuid4().hex[:6]}"
+    prefix = {"RELAYGUARD_TOPICS__PREFIX": topics.prefix}
+    port = free_port()
+    relay_env = {**kafka.env(RELAY), **prefix, "RELAYGUARD_DATA_DIR": str(tmp_path / "hook"),
+                 "RELAYGUARD_RELAY_ID": RELAY}
+    with (tmp_path / "hook.log").open("wb") as log_file:
+        hook = subprocess.Popen(
+            [sys.executable, "-m", "relayguard", "hook", "postfix", "--listen",
+             f"inet:127.0.0.1:{port}", "--reject-text", "locked (secure test)"],
+            stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **relay_env})
+    try:
+        refused = _cli(relay_env, "lock", user, "--reason", "forged by a relay credential")
+        assert refused.returncode != 0 and "TopicAuthorizationFailed" in refused.stderr, \
+            refused.stdout + refused.stderr
+        done = _cli({**kafka.env(OPERATOR), **prefix}, "lock", user, "--reason", "ticket 42")
+        assert done.returncode == 0, done.stderr
+        reply = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and hook.poll() is None:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.3)
+                continue
+            writer.write(_policy_request(user))
+            reply = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
+            writer.close()
+            if reply != b"action=DUNNO\n\n":
+                break
+            await asyncio.sleep(0.3)
+        log = (tmp_path / "hook.log").read_text(errors="replace")[-3000:]
+        assert reply == b"action=REJECT 5.7.1 locked (secure test)\n\n", log
+    finally:
+        hook.terminate()
+        await asyncio.to_thread(hook.wait, 30)
