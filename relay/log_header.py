@@ -118,9 +118,6 @@ def parse_header(line: str, reference_time: float, tz: tzinfo = UTC) -> Header |
 
 def _after_stamp(rest: str, t: float) -> Header | None:
     """What follows a syslog stamp: [<fac.pri>] host [fac.level] tag, or a Dovecot file line."""
-    d = _DOVECOT_FILE.match(rest)
-    if d:
-        return Header(t, "dovecot", None, f"{d['tag']}: {d['msg']}")
     if rest.startswith("<"):
         v = _BSD_V.match(rest)
         if v:
@@ -129,6 +126,9 @@ def _after_stamp(rest: str, t: float) -> Header | None:
     if not sep:
         return None
     if host.endswith(":"):  # no host at all ("prog: msg" straight after the stamp)
+        d = _DOVECOT_FILE.match(rest)
+        if d:
+            return Header(t, "dovecot", None, f"{d['tag']}: {d['msg']}")
         after = rest
     else:
         b = _BUSYBOX.match(after)

@@ -130,17 +130,21 @@ class LogParser:
 
     def _postfix(self, h: Header, base: str) -> LoginEvent | None:
         msg = h.msg
-        if msg.startswith(("connect from ", "disconnect from ")):
+        if msg.startswith("connect from "):
             s = self._session(h)
             s.client_ip = P.client_ip(msg)
             s.tls_protocol, s.success_sent = None, False
             return None
-        m = P.PF_TLS.match(msg)
+        if msg.startswith("disconnect from "):
+            s = self._session(h)
+            s.client_ip, s.tls_protocol, s.success_sent = None, None, False
+            return None
+        m = P.PF_TLS.match(msg) if "TLS connection established" in msg else None
         if m:
             s = self._session(h)
             s.client_ip, s.tls_protocol = P.clean_ip(m["ip"]), m["proto"]
             return None
-        m = P.PF_AUTH_FAIL.match(msg)
+        m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:
             ip = P.clean_ip(m["ip"])
             if ip is None:
@@ -153,7 +157,7 @@ class LogParser:
                     user, reason = v.user, v.reason
             return self._event(h, base, "postfix-log", user, ip, False, m["mech"], reason,
                                self._tls(h, ip))
-        m = P.PF_CLIENT.match(msg)
+        m = P.PF_CLIENT.match(msg) if "sasl_method=" in msg else None
         if m and m["user"]:
             ip = P.clean_ip(m["ip"])
             s = self._session(h)

@@ -155,6 +155,10 @@ def clean_ip(text: str | None) -> str | None:
     """A normalised IP address, or None for anything that is not one."""
     if not text:
         return None
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and (p[0] != "0" or p == "0")
+                               and int(p) <= 255 for p in parts):
+        return text  # canonical dotted quad: the common case, without ipaddress's cost
     if text[:5].lower() == "ipv6:":
         text = text[5:]
     try:
