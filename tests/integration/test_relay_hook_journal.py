@@ -44,9 +44,10 @@ class Journal:
                 "_SYSTEMD_UNIT": unit, "SYSLOG_IDENTIFIER": ident, "_PID": str(pid),
                 "MESSAGE": message}
 
-    def batch(self, k: int) -> set[tuple[str | None, str]]:
+    def batch(self, k: int) -> set[tuple[str, str]]:
         """Write batch k; returns the (user, client_ip) of the events it must give."""
-        entries, expected = [], set()
+        entries: list[dict[str, str]] = []
+        expected: set[tuple[str, str]] = set()
         for j in range(4):
             ip, user = f"203.0.113.{10 * k + j}", f"user{k}{j}@example.com"
             entries.append(self.entry("dovecot.service", "dovecot", 900,
