@@ -200,18 +200,22 @@ class JournalFollower:
         if entry.message:
             for event in self.parser.feed_entry(entry.time, entry.prog, entry.pid,
                                                 entry.message, entry.entry_id):
-                await self._hand_over(event)
+                if not await self._hand_over(event):
+                    return  # stopping while refused: the cursor stays before this entry
         self._cursor = entry.cursor
 
-    async def _hand_over(self, event: Event) -> None:
+    async def _hand_over(self, event: Event) -> bool:
         while True:
             ok = await self.publisher.publish(event)
             if ok is None or ok:
                 self.stats.events += 1
-                return
+                return True
             self.stats.refusals += 1
+            if self._stop.is_set():
+                return False
             log.warning("journal: producer refused event %s; retrying", event.event_id)
-            await asyncio.sleep(self.retry_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.retry_interval)
 
     def _save(self) -> None:
         if self._cursor is None or self._cursor == self._saved:

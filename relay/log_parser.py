@@ -95,6 +95,16 @@ class LogParser:
         if not P.may_matter(message):
             return []
         msg = message.rstrip("\r\n")
+        if prog == "dovecot" and msg[:1].isalnum():
+            # Dovecot logging to stderr (log_path = /dev/stderr): its own log-file line,
+            # "[stamp ]auth: Info: ...", as the message; keep the journal's time.
+            inner = parse_header(msg, time, self.tz)
+            if inner is not None and inner.prog == "dovecot":
+                msg = inner.msg
+            else:
+                lvl = P.DOVECOT_FILE_TAG.match(msg)
+                if lvl:
+                    msg = f"{lvl['tag']}: {lvl['msg']}"
         if prog.startswith("exim") and msg[:1].isdigit():
             h = parse_header(f"{prog}: {msg}", time, self.tz)  # strips Exim's own stamp
             if h is None:

@@ -66,6 +66,11 @@ DOVECOT_REQUEST = re.compile(
     r"(?:.*: )?[a-z][a-z0-9_-]{0,40}\((?P<user>[^,()]{0,320}),(?P<ip>[0-9A-Fa-f.:]{2,45})"
     r"(?:,[^()]{0,200})?\)(?:<[^<>\s]{0,80}>)?: (?P<what>.*)$"
 )
+# "auth-worker(22401): Info: msg" -> tag + msg (Dovecot's log-file form without a stamp).
+DOVECOT_FILE_TAG = re.compile(
+    r"(?P<tag>[a-z][a-z0-9-]{0,40}(?:\([^()]{0,400}\))?(?:<[^<>\s]{0,80}>)?): "
+    r"(?:Info|Warning|Error|Fatal|Panic|Debug): (?P<msg>.*)"
+)
 _DOVECOT_LEVEL_OR_DB = re.compile(
     r"(?:(?:Info|Warning|Error|Debug): )?(?:[a-z][a-z0-9_-]{0,40}: )?"
 )

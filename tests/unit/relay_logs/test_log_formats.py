@@ -312,3 +312,16 @@ def test_prefilter_chain_matches_its_list() -> None:
     needles = {c for c in P.may_matter.__code__.co_consts if isinstance(c, str)} - {
         P.may_matter.__doc__}
     assert needles == set(P.PREFILTER)  # the chain tests exactly the documented list
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "submission-login: Info: Login: user=<al>, method=PLAIN, rip=198.51.100.9, lip=192.0.2.1, TLS",
+        "Nov 29 10:15:02 submission-login: Info: Login: user=<al>, method=PLAIN, rip=198.51.100.9, lip=192.0.2.1, TLS",
+        "submission-login: Login: user=<al>, method=PLAIN, rip=198.51.100.9, lip=192.0.2.1, TLS",
+    ],
+)
+def test_journal_entry_of_dovecot_logging_to_stderr(message: str) -> None:
+    [e] = LogParser("r").feed_entry(T + 60, "dovecot", 900, message, "j:9")
+    assert (e.success, e.user, e.client_ip, e.event_time) == (True, "al", "198.51.100.9", T + 60)
