@@ -325,3 +325,23 @@ def test_prefilter_chain_matches_its_list() -> None:
 def test_journal_entry_of_dovecot_logging_to_stderr(message: str) -> None:
     [e] = LogParser("r").feed_entry(T + 60, "dovecot", 900, message, "j:9")
     assert (e.success, e.user, e.client_ip, e.event_time) == (True, "al", "198.51.100.9", T + 60)
+
+
+def test_client_errors_never_trigger_brute_force_detectors() -> None:
+    """Twenty 'Invalid authentication mechanism' failures of one user and IP: no finding;
+    the same number of password failures: findings (so the check can fail)."""
+    from relayguard.foundation.core_params import build_core_params
+    from relayguard.foundation.settings import Settings
+    from relayguard.roof.replay import Replayer
+
+    def findings(reason_text: str) -> int:
+        p, rep, n = LogParser("r"), Replayer(build_core_params(Settings())), 0
+        for i in range(20):
+            line = (f"Nov 29 10:15:{i:02d} mx1 postfix/smtpd[77]: warning: unknown[203.0.113.9]: "
+                    f"SASL LOGIN authentication failed: {reason_text}, sasl_username=alice")
+            for ev in p.feed(line, REF, f"x:{i}"):
+                n += sum(len(r.findings) for r in rep.feed(ev))
+        return n
+
+    assert findings("Invalid authentication mechanism") == 0
+    assert findings("authentication failure") > 0
