@@ -50,8 +50,8 @@ _EXIM = re.compile(
     r"(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?P<frac>\.\d{1,6})?(?: (?P<zone>[+-]\d{4}))?"
     r"(?: \[(?P<pid>\d+)\])? (?P<msg>.*)"
 )
-# Program tag: "postfix/submission/smtpd[123]: ", "dovecot: ", "exim4[7]: ".
-_TAG = re.compile(r"(?P<prog>[A-Za-z0-9_.@/-]{1,128}?)(?:\[(?P<pid>\d{1,10})\])?: (?P<msg>.*)")
+# Program of a tag: "postfix/submission/smtpd" in "postfix/submission/smtpd[123]: ".
+_PROG = re.compile(r"[A-Za-z0-9_.@/-]{1,128}")
 # Dovecot's own log file: process name, optional "(pid)" or 2.4's "(user,ip,...)<session>",
 # then a level.
 _DOVECOT_FILE = re.compile(
@@ -138,11 +138,19 @@ def _after_stamp(rest: str, t: float) -> Header | None:
 
 
 def _tagged(rest: str, t: float) -> Header | None:
-    m = _TAG.match(rest)
-    if not m:
+    """"prog[pid]: msg" or "prog: msg" (string scanning: this runs for every syslog line)."""
+    i = rest.find(": ")
+    if i <= 0 or i > 141:
         return None
-    prog, msg = m["prog"], m["msg"]
-    pid = int(m["pid"]) if m["pid"] else None
+    prog, msg, pid = rest[:i], rest[i + 2:], None
+    if prog[-1] == "]":
+        j = prog.rfind("[")
+        digits = prog[j + 1:-1]
+        if j <= 0 or not digits.isdigit() or len(digits) > 10:
+            return None
+        prog, pid = prog[:j], int(digits)
+    if not _PROG.fullmatch(prog):
+        return None
     if msg[:1].isdigit() and prog.startswith("exim"):
         inner = _EXIM.match(msg)  # Exim to syslog keeps its own stamp (syslog_timestamp)
         if inner:

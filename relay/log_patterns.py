@@ -156,13 +156,15 @@ def clean_user(text: str | None) -> str | None:
     return text
 
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def clean_ip(text: str | None) -> str | None:
     """A normalised IP address, or None for anything that is not one."""
     if not text:
         return None
-    parts = text.split(".")
-    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and (p[0] != "0" or p == "0")
-                               and int(p) <= 255 for p in parts):
+    if _V4.fullmatch(text):
         return text  # canonical dotted quad: the common case, without ipaddress's cost
     if text[:5].lower() == "ipv6:":
         text = text[5:]
