@@ -83,6 +83,15 @@ def test_exim_success_in_syslog_with_bracketed_helo_and_ident() -> None:
         True, "alice", "198.51.100.4", "TLSv1.3", "PLAIN")
 
 
+def test_exim_success_with_connection_id_and_ident() -> None:
+    # Exim 4.97 log_selector +connection_id adds Ci= to connection and message-accept lines
+    [e] = run("2026-11-29 10:15:02.250 +0000 [4711] 1tAbCd-000000-00AB <= bob@relay.test "
+              "H=([203.0.113.8]) [198.51.100.5]:40200 I=[192.0.2.1]:587 Ci=4711 U=ident P=esmtpsa "
+              "X=TLS1.2:ECDHE-RSA-AES256-GCM-SHA384:256 CV=no A=dovecot_login:bob S=1200 id=a@b")
+    assert (e.success, e.user, e.client_ip, e.tls_protocol, e.sasl_mechanism) == (
+        True, "bob", "198.51.100.5", "TLSv1.2", "LOGIN")
+
+
 # -- Postfix ----------------------------------------------------------------------------------
 
 SMTPD = "Nov 29 10:15:02 mx1 postfix/submission/smtpd[21837]: "
