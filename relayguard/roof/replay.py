@@ -159,38 +159,30 @@ def log_events(lines: Iterable[str], summary: Summary, relay_id: str,
 def merged_log_events(paths: list[Path], summary: Summary, relay_id: str,
                       reference_time: float | None) -> Iterator[tuple[int, Event]]:
     """Mail-log lines of several files (mail log, Dovecot log, ...) merged by their stamps and
-    fed to one parser, as `hook tail` follows them side by side, so a Dovecot verdict can name
-    the user of a Postfix failure in another file. At the same stamp, Dovecot lines go first
-    (Dovecot decides before Postfix logs the failure); a line without a stamp we can read keeps
-    the time of the line before it in its file."""
+    fed to one parser, as `hook tail` follows them side by side (relay.log_order: Dovecot lines
+    first at the same stamp), so a Dovecot verdict can name the user of a Postfix failure in
+    another file."""
+    from relayguard.relay.log_order import keyed
     from relayguard.relay.log_parser import LogParser
 
     parser = LogParser(relay_id=relay_id)
-    streams = [_timed_lines(path, i, summary, reference_time) for i, path in enumerate(paths)]
-    for _, _, index, number, ref, line in heapq.merge(*streams):
-        for ev in parser.feed(line, ref, line_id=f"f{index}:line:{number}"):
+    refs = [reference_time if reference_time is not None else os.path.getmtime(p)
+            for p in paths]
+    streams = [keyed(_lines(path, i, summary, refs[i]), refs[i], parser.tz, i)
+               for i, path in enumerate(paths)]
+    for *_, (ref, line_id, line) in heapq.merge(*streams):
+        for ev in parser.feed(line, ref, line_id=line_id):
             yield summary.lines, ev
 
 
-def _timed_lines(path: Path, index: int, summary: Summary, reference_time: float | None
-                 ) -> Iterator[tuple[float, int, int, int, float, str]]:
-    from relayguard.relay.log_header import parse_header
-    from relayguard.relay.log_patterns import may_matter
-
-    ref = reference_time if reference_time is not None else os.path.getmtime(path)
-    last = float("-inf")
+def _lines(path: Path, index: int, summary: Summary, ref: float
+           ) -> Iterator[tuple[str, tuple[float, str, str]]]:
+    """(text, (reference time, line id, text)) of one file's lines; counts them."""
     with path.open(encoding="utf-8", errors="replace") as fh:
         for number, raw in enumerate(fh, 1):
             summary.lines += 1
             line = raw.rstrip("\n")
-            if not may_matter(line):  # the parser would drop it unparsed anyway
-                continue
-            h = parse_header(line, ref)
-            if h is not None:
-                last = h.time
-            first = h is not None and (h.prog in ("dovecot", "auth") or
-                                       h.prog.startswith("dovecot/"))
-            yield last, 0 if first else 1, index, number, ref, line
+            yield line, (ref, f"f{index}:line:{number}", line)
 
 
 def merged_jsonl_events(paths: list[Path], summary: Summary,
