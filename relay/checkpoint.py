@@ -1,4 +1,5 @@
-"""Where a log follower is in each file: file identity (dev, inode, generation) + byte offset.
+"""Where a log follower is in each file: file identity (dev, inode, generation) + byte offset;
+where the journal follower is in the systemd journal: a cursor (CursorStore, at the end).
 
 One small JSON file per followed path, replaced atomically (write temp, fsync, rename), so a crash
 leaves either the old or the new checkpoint, never a torn one. The follower saves only after the
@@ -68,3 +69,35 @@ class CheckpointStore:
         finally:
             os.close(fd)
         os.replace(tmp, target)
+
+
+class CursorStore:
+    """The saved position in a systemd journal: the cursor of the last entry whose events were
+    handed to the producer. One small JSON file, replaced atomically like the file checkpoints;
+    `key` names the journal read (its directory, or the system journal)."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        self.path = directory / f"journal-{digest}.json"
+        self.key = key
+
+    def load(self) -> str | None:
+        """The saved cursor; None when there is none or the file is unreadable."""
+        try:
+            data = json.loads(self.path.read_text())
+            cursor = data["cursor"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return cursor if isinstance(cursor, str) and cursor and "\n" not in cursor else None
+
+    def save(self, cursor: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        data = json.dumps({"journal": self.key, "cursor": cursor}, sort_keys=True).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)

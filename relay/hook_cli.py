@@ -9,7 +9,8 @@ process. Postfix main.cf, failing open if relayguard is down:
         inet:127.0.0.1:10040, timeout=5s, default_action=DUNNO }
 
 (the second line gives send events with the real size and recipient count).
-`hook tail` (relay/tail_cli.py, the mail-log follower) is mounted here.
+`hook tail` (relay/tail_cli.py, the mail-log follower) and `hook journal` (relay/journal_cli.py,
+the systemd journal follower) are mounted here.
 """
 
 from __future__ import annotations
@@ -131,9 +132,11 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
 
 
 def _mount_tail() -> None:
+    from relayguard.relay.journal_cli import journal  # the systemd journal follower
     from relayguard.relay.tail_cli import tail  # the mail-log follower, in a module of its own
 
     hook.add_command(tail)
+    hook.add_command(journal)
 
 
 _mount_tail()

@@ -1,11 +1,12 @@
 """Follow mail logs, turn their lines into login events, hand them to the producer.
 
 One LogParser serves all followed files, so a Dovecot log followed beside the Postfix log can name
-the user of old Postfix failure lines. Each file is polled (default every 200 ms); after every
-batch of lines whose events were handed over, that file's checkpoint is saved (relay.checkpoint),
-so a restart resumes exactly after the last handed-over line. Event ids come from relay id + file
-identity + byte offset, so the lines replayed after a crash between hand-off and save give the
-same ids and consumers drop them.
+the user of old Postfix failure lines; the lines that several files gained in one poll are fed in
+time order (relay.log_order), whatever order the files were named in. Each file is polled
+(default every 200 ms); after every batch of lines whose events were handed over, the files'
+checkpoints are saved (relay.checkpoint), so a restart resumes exactly after the last
+handed-over line. Event ids come from relay id + file identity + byte offset, so the lines
+replayed after a crash between hand-off and save give the same ids and consumers drop them.
 
 Back-pressure: if the publisher refuses an event (returns False: its spool is full), the follower
 retries that event until it is taken and reads nothing more meanwhile; no line is skipped.
@@ -17,13 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from relayguard.relay.checkpoint import CheckpointStore, FilePosition
-from relayguard.relay.file_tail import FileTail
+from relayguard.relay.file_tail import FileTail, Line
+from relayguard.relay.log_order import merge_by_time
 from relayguard.relay.log_parser import LogParser
 from relayguard.stream.records import Event
 
@@ -85,13 +87,19 @@ class LogFollower:
         if not self._restored:
             self.restore()
         handed = 0
+        batches = [tail.read() for tail in self._tails]
+        now = self.clock()
+        if sum(1 for b in batches if b) > 1:  # several files moved: feed them in time order
+            lines: Iterable[Line] = merge_by_time([[(ln.text, ln) for ln in b] for b in batches],
+                                                  now, self.parser.tz)
+        else:
+            lines = (ln for b in batches for ln in b)
+        for line in lines:
+            self.stats.lines += 1
+            for event in self.parser.feed(line.text, self.clock(), line.line_id):
+                await self._hand_over(event)
+                handed += 1
         for tail in self._tails:
-            lines = tail.read()
-            for line in lines:
-                self.stats.lines += 1
-                for event in self.parser.feed(line.text, self.clock(), line.line_id):
-                    await self._hand_over(event)
-                    handed += 1
             self._save(tail, tail.position())
         return handed
 

@@ -1,28 +1,41 @@
 """Mail-log lines -> LoginEvents. Pure: no I/O, no clock; all state is bounded and per process.
 
 What counts as a login (documented decision):
-- Failure: Postfix ``warning: host[ip]: SASL MECH authentication failed: REASON[, sasl_username=U]``
-  and Exim ``NAME authenticator failed for ... [ip]: 535 ... (set_id=U)``. Postfix before 3.7.8
-  / 3.8.3 / 3.9 names no user; it is then taken from a Dovecot ``auth: passwd-file(U,ip): Password
-  mismatch`` / ``unknown user`` line for the same IP seen shortly before (same log stream), else
-  user=None (per-IP counting still works). Dovecot lines alone never make an event, so following
-  both logs never counts one attempt twice. A reason that blames the SASL backend ("Connection
-  lost to authentication server", temporary failures, Exim 435) becomes
-  failure_reason="backend_unavailable", which detectors ignore.
+- Failure: Postfix ``warning: host[ip]: SASL MECH authentication failed: [REASON][,
+  sasl_username=U]`` (the reason may be empty) and Exim ``NAME authenticator failed for ...
+  [ip]: 535 ... (set_id=U)``. Postfix before 3.7.8 / 3.8.3 / 3.9 names no user; it is then
+  taken from a Dovecot auth verdict for the same IP seen shortly before (same log stream, or
+  another followed file), else user=None (per-IP counting still works). Dovecot verdicts
+  (``passwd-file(U,ip): Password mismatch``, SQL, LDAP ``invalid credentials``, PAM
+  ``pam_authenticate() failed: ...``, ``unknown user``; 2.3 and 2.4 prefixes; syslog or
+  Dovecot's own log file) alone never make an event, so following both logs never counts one
+  attempt twice. A reason that blames the SASL backend ("Connection lost to authentication
+  server", temporary failures, Exim 435) becomes failure_reason="backend_unavailable";
+  ``Invalid authentication mechanism`` (the client asked for a mechanism that is not offered)
+  becomes "other". Detectors count neither as a password guess.
 - Success: Postfix logs no line for a successful AUTH itself at normal verbosity; it logs
   ``QID: client=host[ip], sasl_method=M, sasl_username=U`` when an authenticated client starts a
   message. The first such line of an smtpd session (pid + connect/disconnect) is the login
-  success; later messages of that session add no login event. Dovecot only logs successes at
-  debug level and then without the client IP, so those are not used. Exim: ``<=`` lines with
-  ``A=authenticator:user``, one per (pid, ip, user) within EXIM_SUCCESS_DEDUP_S.
+  success; later messages of that session add no login event. Dovecot's auth process only logs
+  successes at debug level and then without the client IP, so those are not used. Exim: ``<=``
+  lines with ``A=authenticator:user``, one per (pid, ip, user) within EXIM_SUCCESS_DEDUP_S.
+- Dovecot's submission service (``submission-login``) is a relay of its own: its ``Login:`` /
+  ``Logged in:`` line is a success, ``(auth failed, N attempts ...)`` is N failures (at most
+  MAX_ATTEMPTS_PER_LINE), source "dovecot-log". Other Dovecot login services (imap, pop3) are
+  not relays and make no events.
 - TLS: ``... TLS connection established from host[ip]: TLSv1.3 with cipher ...`` is remembered
   per smtpd process (needs smtpd_tls_loglevel >= 1); sessions without it carry tls_protocol=None.
+  Dovecot logs only that TLS was used: tls_protocol="TLS".
+
+Speed: `feed` first asks log_patterns.may_matter (a few substring tests), so the many lines that
+cannot matter never reach header parsing; Dovecot verdicts are kept per client IP and found by
+key.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 
@@ -32,6 +45,8 @@ from relayguard.stream.records import LoginEvent
 
 DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the one Postfix reports
 EXIM_SUCCESS_DEDUP_S = 300.0
+VERDICTS_PER_IP = 8  # a burst from one IP needs only its latest few verdicts
+MAX_ATTEMPTS_PER_LINE = 20  # "(auth failed, 5000 attempts ...)" does not become 5000 events
 
 
 @dataclass(slots=True)
@@ -46,7 +61,6 @@ class _Session:
 @dataclass(slots=True)
 class _Verdict:
     time: float
-    ip: str
     user: str
     reason: str
 
@@ -56,9 +70,9 @@ class LogParser:
     relay_id: str
     tz: tzinfo = UTC  # zone of stamps that carry none (RFC 3164, Exim without log_timezone)
     max_sessions: int = 4096
-    max_verdicts: int = 1024
+    max_verdicts: int = 1024  # client IPs with remembered Dovecot verdicts
     _sessions: OrderedDict[tuple[str, int], _Session] = field(default_factory=OrderedDict)
-    _verdicts: deque[_Verdict] = field(default_factory=deque)
+    _verdicts: OrderedDict[str, list[_Verdict]] = field(default_factory=OrderedDict)
     _exim_seen: OrderedDict[tuple[int | None, str, str], float] = field(
         default_factory=OrderedDict)
 
@@ -67,18 +81,47 @@ class LogParser:
     ) -> list[LoginEvent]:
         """Events in this line. `line_id` (file identity + offset) makes event ids replay-stable;
         without it the id is a hash of the line text."""
+        if not P.may_matter(line):
+            return []
         h = parse_header(line, reference_time, self.tz)
         if h is None:
             return []
-        base = line_id if line_id is not None else hashlib.sha256(line.encode()).hexdigest()[:32]
-        prog = h.prog.rsplit("/", 1)[-1]
-        if prog == "smtpd":
+        return self._dispatch(h, line_id if line_id is not None else _hash(line))
+
+    def feed_entry(self, time: float, prog: str, pid: int | None, message: str,
+                   entry_id: str) -> list[LoginEvent]:
+        """Events in one already split record (a journal entry: SYSLOG_IDENTIFIER, pid,
+        MESSAGE). `entry_id` makes event ids stable (the journal cursor's seqnum part)."""
+        if not P.may_matter(message):
+            return []
+        msg = message.rstrip("\r\n")
+        if prog == "dovecot" and msg[:1].isalnum():
+            # Dovecot logging to stderr (log_path = /dev/stderr): its own log-file line,
+            # "[stamp ]auth: Info: ...", as the message; keep the journal's time.
+            inner = parse_header(msg, time, self.tz)
+            if inner is not None and inner.prog == "dovecot":
+                msg = inner.msg
+            else:
+                lvl = P.DOVECOT_FILE_TAG.match(msg)
+                if lvl:
+                    msg = f"{lvl['tag']}: {lvl['msg']}"
+        if prog.startswith("exim") and msg[:1].isdigit():
+            h = parse_header(f"{prog}: {msg}", time, self.tz)  # strips Exim's own stamp
+            if h is None:
+                return []
+            h = Header(time, prog, h.pid if h.pid is not None else pid, h.msg)
+        else:
+            h = Header(time, prog, pid, msg)
+        return self._dispatch(h, entry_id)
+
+    def _dispatch(self, h: Header, base: str) -> list[LoginEvent]:
+        prog = h.prog
+        if prog.endswith("smtpd") and prog.rsplit("/", 1)[-1] == "smtpd":
             ev = self._postfix(h, base)
-        elif h.prog.startswith("exim"):
+        elif prog.startswith("exim"):
             ev = self._exim(h, base)
-        elif h.prog in ("dovecot", "auth") or h.prog.startswith("dovecot/"):
-            self._dovecot(h)
-            ev = None
+        elif prog in ("dovecot", "auth") or prog.startswith(("dovecot/", "dovecot-")):
+            return self._dovecot(h, base)
         else:
             ev = None
         return [] if ev is None else [ev]
@@ -97,29 +140,34 @@ class LogParser:
 
     def _postfix(self, h: Header, base: str) -> LoginEvent | None:
         msg = h.msg
-        if msg.startswith(("connect from ", "disconnect from ")):
+        if msg.startswith("connect from "):
             s = self._session(h)
             s.client_ip = P.client_ip(msg)
             s.tls_protocol, s.success_sent = None, False
             return None
-        m = P.PF_TLS.match(msg)
+        if msg.startswith("disconnect from "):
+            s = self._session(h)
+            s.client_ip, s.tls_protocol, s.success_sent = None, None, False
+            return None
+        m = P.PF_TLS.match(msg) if "TLS connection established" in msg else None
         if m:
             s = self._session(h)
             s.client_ip, s.tls_protocol = P.clean_ip(m["ip"]), m["proto"]
             return None
-        m = P.PF_AUTH_FAIL.match(msg)
+        m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:
             ip = P.clean_ip(m["ip"])
             if ip is None:
                 return None
             user = P.clean_user(m["user"])
-            reason = P.postfix_reason(m["reason"])
-            v = self._take_verdict(ip, user, h.time)
-            if v is not None and reason == "bad_credentials":
-                user, reason = v.user, v.reason
+            reason = P.postfix_reason(m["reason"].strip())
+            if reason == "bad_credentials":
+                v = self._take_verdict(ip, user, h.time)
+                if v is not None:
+                    user, reason = v.user, v.reason
             return self._event(h, base, "postfix-log", user, ip, False, m["mech"], reason,
                                self._tls(h, ip))
-        m = P.PF_CLIENT.match(msg)
+        m = P.PF_CLIENT.match(msg) if "sasl_method=" in msg else None
         if m and m["user"]:
             ip = P.clean_ip(m["ip"])
             s = self._session(h)
@@ -149,28 +197,59 @@ class LogParser:
         )
 
     # -- Dovecot ------------------------------------------------------------------------------
-    def _dovecot(self, h: Header) -> None:
-        m = P.DOVECOT_FAIL.search(h.msg)
-        if not m:
-            return
-        ip = P.clean_ip(m["ip"])
-        if ip is None or not m["user"]:
-            return
-        unknown = m["what"].lower().startswith("unknown user")
-        reason = "unknown_user" if unknown else "bad_credentials"
-        self._verdicts.append(_Verdict(h.time, ip, m["user"], reason))
-        while len(self._verdicts) > self.max_verdicts:
-            self._verdicts.popleft()
+    def _dovecot(self, h: Header, base: str) -> list[LoginEvent]:
+        msg = h.msg
+        if "-login: " in msg:
+            if msg.startswith("submission-login: "):
+                return self._submission(h, base)
+            return []
+        found = P.dovecot_verdict(msg)
+        if found is None:
+            return []
+        user, ip_text, reason = found
+        ip = P.clean_ip(ip_text)
+        if ip is None or not user:
+            return []
+        vs = self._verdicts.get(ip)
+        if vs is None:
+            vs = self._verdicts[ip] = []
+            while len(self._verdicts) > self.max_verdicts:
+                self._verdicts.popitem(last=False)
+        else:
+            self._verdicts.move_to_end(ip)
+        vs.append(_Verdict(h.time, user, reason))
+        if len(vs) > VERDICTS_PER_IP:
+            del vs[0]
+        return []
 
     def _take_verdict(self, ip: str, user: str | None, t: float) -> _Verdict | None:
         """The newest recent Dovecot verdict for this IP (and user, when Postfix named one)."""
-        for i in range(len(self._verdicts) - 1, -1, -1):
-            v = self._verdicts[i]
-            if v.ip == ip and (user is None or v.user == user) and \
-                    abs(t - v.time) <= DOVECOT_MATCH_WINDOW_S:
-                del self._verdicts[i]
+        vs = self._verdicts.get(ip)
+        if not vs:
+            return None
+        for i in range(len(vs) - 1, -1, -1):
+            v = vs[i]
+            if (user is None or v.user == user) and abs(t - v.time) <= DOVECOT_MATCH_WINDOW_S:
+                del vs[i]
+                if not vs:
+                    del self._verdicts[ip]
                 return v
         return None
+
+    def _submission(self, h: Header, base: str) -> list[LoginEvent]:
+        m = P.DOVECOT_LOGIN.match(h.msg)
+        if m is None:
+            return []
+        ip = P.clean_ip(m["ip"])
+        if ip is None:
+            return []
+        user = m["user"] or None
+        tls = "TLS" if P.DOVECOT_TLS.search(m["rest"]) else None
+        if m["ok"]:
+            return [self._event(h, base, "dovecot-log", user, ip, True, m["mech"], None, tls)]
+        n = min(int(m["n"]), MAX_ATTEMPTS_PER_LINE)
+        return [self._event(h, base if i == 0 else f"{base}#{i}", "dovecot-log", user, ip,
+                            False, m["mech"], "bad_credentials", tls) for i in range(n)]
 
     # -- Exim ---------------------------------------------------------------------------------
     def _exim(self, h: Header, base: str) -> LoginEvent | None:
@@ -204,6 +283,10 @@ class LogParser:
         tls = P.exim_tls_protocol(x["proto"]) if x else None
         return self._event(h, base, "exim-log", user, ip, True, P.exim_mechanism(a["auth"]), None,
                            tls)
+
+
+def _hash(line: str) -> str:
+    return hashlib.sha256(line.encode()).hexdigest()[:32]
 
 
 def _event_id(source: str, relay_id: str, base: str) -> str:

@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from relayguard.foundation.data_dir import default_data_dir
 from relayguard.foundation.kafka_clients import KafkaSecurity
 
 
@@ -66,7 +67,9 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of the events topic and its tables")
     replication_factor: int = Field(1, ge=1)
     app_id: str = Field("relayguard", description="Faust app id = consumer group + table prefix")
-    data_dir: Path = Field(Path(".relayguard"), description="worker table stores, spools, caches")
+    data_dir: Path = Field(default_factory=default_data_dir, description="spools, checkpoints, "
+                           "worker tables [default: /var/lib/relayguard for services, else "
+                           "$XDG_STATE_HOME/relayguard; see foundation/data_dir.py]")
     web_port: int = Field(6066, description="worker HTTP port (/metrics, /api)")
     web_host: str = "127.0.0.1"
     geoip_city_db: Path | None = Field(

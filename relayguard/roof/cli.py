@@ -12,7 +12,8 @@ SETTINGS_HELP = """
 Configuration comes from RELAYGUARD_* environment variables and an optional TOML file named by
 RELAYGUARD_CONFIG_FILE. The main ones: RELAYGUARD_BOOTSTRAP_SERVERS (default 127.0.0.1:9092),
 RELAYGUARD_TOPICS__PREFIX (default "relayguard."), RELAYGUARD_PARTITIONS (default 4),
-RELAYGUARD_GEOIP_CITY_DB (MaxMind/DB-IP City .mmdb), RELAYGUARD_DATA_DIR (default .relayguard).
+RELAYGUARD_GEOIP_CITY_DB (MaxMind/DB-IP City .mmdb), RELAYGUARD_DATA_DIR (default
+/var/lib/relayguard for services and root, else $XDG_STATE_HOME/relayguard).
 """
 
 

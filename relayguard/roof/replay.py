@@ -9,6 +9,7 @@ end, throttles whose TTL ran out by the last event time are expired, as the work
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import os
 import sys
 import time
@@ -155,6 +156,58 @@ def log_events(lines: Iterable[str], summary: Summary, relay_id: str,
             yield number, ev
 
 
+def merged_log_events(paths: list[Path], summary: Summary, relay_id: str,
+                      reference_time: float | None) -> Iterator[tuple[int, Event]]:
+    """Mail-log lines of several files (mail log, Dovecot log, ...) merged by their stamps and
+    fed to one parser, as `hook tail` follows them side by side (relay.log_order: Dovecot lines
+    first at the same stamp), so a Dovecot verdict can name the user of a Postfix failure in
+    another file."""
+    from relayguard.relay.log_order import keyed
+    from relayguard.relay.log_parser import LogParser
+
+    parser = LogParser(relay_id=relay_id)
+    refs = [reference_time if reference_time is not None else os.path.getmtime(p)
+            for p in paths]
+    streams = [keyed(_lines(path, i, summary, refs[i]), refs[i], parser.tz, i)
+               for i, path in enumerate(paths)]
+    for *_, (ref, line_id, line) in heapq.merge(*streams):
+        for ev in parser.feed(line, ref, line_id=line_id):
+            yield summary.lines, ev
+
+
+def _lines(path: Path, index: int, summary: Summary, ref: float
+           ) -> Iterator[tuple[str, tuple[float, str, str]]]:
+    """(text, (reference time, line id, text)) of one file's lines; counts them."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, raw in enumerate(fh, 1):
+            summary.lines += 1
+            line = raw.rstrip("\n")
+            yield line, (ref, f"f{index}:line:{number}", line)
+
+
+def merged_jsonl_events(paths: list[Path], summary: Summary,
+                        err: TextIO) -> Iterator[tuple[int, Event]]:
+    """Events of several JSONL files merged by event time (each file in its own order)."""
+    def one(index: int, path: Path) -> Iterator[tuple[float, int, int, Event]]:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                summary.lines += 1
+                if not line.strip():
+                    continue
+                try:
+                    event = decode_line(line.encode())
+                except codec.Rejected as exc:
+                    summary.bad_lines += 1
+                    summary.bad_reasons[exc.reason] += 1
+                    click.echo(f"{path} line {number}: {exc.reason}: {exc.detail[:200]}",
+                               file=err)
+                    continue
+                yield event.event_time, index, number, event
+
+    for _, _, _, event in heapq.merge(*(one(i, p) for i, p in enumerate(paths))):
+        yield summary.lines, event
+
+
 def _describe_finding(f: Finding) -> str:
     when = to_rfc3339(f.event_time)
     return f"FINDING {when} {f.detector} {f.subject_kind}:{f.subject} {f.summary}"
@@ -219,9 +272,11 @@ def print_summary(s: Summary, out: TextIO) -> None:
     click.echo(f"{s.seconds:.2f}s, {rate:,.0f} events/s", file=out)
 
 
-@click.command(help="Replay a file of events through the detection core, offline, and print the "
-               "findings and the lock commands the worker would issue.")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.command(help="Replay files of events or mail logs through the detection core, offline, "
+               "and print the findings and the lock commands the worker would issue. Several "
+               "FILEs (e.g. the mail log and the Dovecot log) are merged by time.")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "postfix-log"]), default="jsonl",
               show_default=True,
               help="jsonl: one login/send event per line (schemas/); postfix-log: Postfix, "
@@ -234,11 +289,11 @@ def print_summary(s: Summary, out: TextIO) -> None:
               help="relay id for events parsed from logs")
 @click.option("--reference-time", type=float, default=None,
               help="epoch seconds used to give year-less syslog stamps a year "
-              "(default: the file's modification time)")
+              "(default: each file's modification time)")
 @click.option("--quiet", "-q", is_flag=True, help="print the summary only")
 @click.option("--progress-every", type=int, default=100_000, show_default=True,
               help="report progress on stderr every N events (0 = never)")
-def replay(file: Path, fmt: str, config: Path | None, geoip_city_db: Path | None,
+def replay(files: tuple[Path, ...], fmt: str, config: Path | None, geoip_city_db: Path | None,
            relay_id: str, reference_time: float | None, quiet: bool,
            progress_every: int) -> None:
     try:
@@ -253,6 +308,14 @@ def replay(file: Path, fmt: str, config: Path | None, geoip_city_db: Path | None
         sys.exit(2)
     summary = Summary()
     out, err = sys.stdout, sys.stderr
+    if len(files) > 1:
+        paths = list(files)
+        events = (merged_jsonl_events(paths, summary, err) if fmt == "jsonl" else
+                  merged_log_events(paths, summary, relay_id, reference_time))
+        run(events, Replayer(params), summary, out, err, quiet, progress_every, locator)
+        print_summary(summary, out)
+        return
+    file = files[0]
     with file.open(encoding="utf-8", errors="replace") as fh:
         if fmt == "jsonl":
             events = jsonl_events(fh, summary, err)

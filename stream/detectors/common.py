@@ -83,10 +83,13 @@ def parse_networks(items: tuple[str, ...] | list[str]) -> tuple[IpNetwork, ...]:
 
 
 BACKEND_FAILURE = "backend_unavailable"
+# Not password guesses: the SASL backend was down (the server's fault), or "other", e.g. the
+# client asked for a mechanism that is not offered (a protocol error, no password was tried).
+NOT_GUESSES = frozenset({BACKEND_FAILURE, "other"})
 
 
 def is_guess(event: Event) -> TypeGuard[LoginEvent]:
-    """A failed login the client caused. Failures because the SASL backend was down are the
-    server's fault, not guesses, and no brute-force detector counts them."""
+    """A failed login where the client tried credentials; no brute-force detector counts the
+    others (NOT_GUESSES)."""
     return (isinstance(event, LoginEvent) and not event.success
-            and event.failure_reason != BACKEND_FAILURE)
+            and event.failure_reason not in NOT_GUESSES)

@@ -111,3 +111,48 @@ def test_replay_enriches_with_a_city_db(tmp_path: Path) -> None:
     assert "London" in res.stdout and "New York" in res.stdout
     missing = CliRunner().invoke(replay, [str(f), "--geoip-city-db", str(tmp_path / "no.mmdb")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def _two_logs(tmp_path: Path) -> tuple[Path, Path]:
+    """Old Postfix (no sasl_username) in the mail log, the user only in Dovecot's own log file;
+    some verdicts share the failure's second, as they do on a fast machine."""
+    mail, dove = [], []
+    for i in range(6):
+        s = 10 + i * 5
+        dove.append(f"Nov 29 10:15:{s - (i % 2):02d} auth: Info: passwd-file(alice,203.0.113.9,"
+                    f"<S{i}>): Password mismatch")
+        mail.append(f"Nov 29 10:15:{s:02d} mx1 postfix/submission/smtpd[78]: warning: unknown"
+                    f"[203.0.113.9]: SASL PLAIN authentication failed: UGFzc3dvcmQ6")
+        mail.append(f"Nov 29 10:15:{s:02d} mx1 postfix/qmgr[21784]: 3F1A2B3C{i}D: removed")
+    return (write(tmp_path / "mail.log", [x.encode() for x in mail]),
+            write(tmp_path / "dovecot.log", [x.encode() for x in dove]))
+
+
+def test_replay_merges_mail_and_dovecot_logs_by_time(tmp_path: Path) -> None:
+    mail, dove = _two_logs(tmp_path)
+    args = ["--format", "postfix-log", "--reference-time", str(T0)]
+    for order in ([mail, dove], [dove, mail]):
+        res = CliRunner().invoke(replay, [*map(str, order), *args])
+        assert res.exit_code == 0, res.output
+        assert "auth_failures user:alice" in res.stdout  # named by the other file's verdicts
+        assert "COMMAND lock user:alice by auth_failures" in res.stdout
+        assert "lines 18, events 6" in res.stdout
+
+
+def test_replay_of_the_mail_log_alone_cannot_name_the_user(tmp_path: Path) -> None:
+    mail, _ = _two_logs(tmp_path)
+    res = CliRunner().invoke(replay, [str(mail), "--format", "postfix-log",
+                                      "--reference-time", str(T0)])
+    assert res.exit_code == 0, res.output
+    assert "events 6" in res.stdout  # the same failures, but nobody to attribute them to
+    assert "user:alice" not in res.stdout and "users affected 0" in res.stdout
+
+
+def test_replay_merges_jsonl_files_by_event_time(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.jsonl", [send(i, T0 + 2 * i) for i in range(6)] + [b"{bad"])
+    b = write(tmp_path / "b.jsonl", [send(100 + i, T0 + 2 * i + 1) for i in range(6)])
+    res = CliRunner().invoke(replay, [str(a), str(b)])
+    assert res.exit_code == 0, res.output
+    assert "events 12" in res.stdout and "too late 0" in res.stdout
+    assert "volume user:mallory@example.com" in res.stdout
+    assert f"{a} line 7: not_json" in res.stderr

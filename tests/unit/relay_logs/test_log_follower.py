@@ -297,3 +297,28 @@ def test_same_inode_and_head_with_new_device_number_is_the_same_file(tmp_path: P
     lines = tail.read()
     tail.close()
     assert [ln.text for ln in lines] == [fail_line(2).rstrip("\n")]
+
+
+async def test_dovecot_log_named_after_the_mail_log_still_names_the_user(tmp_path: Path) -> None:
+    """Both files gain lines in one poll; the mail log is read first, but the parser sees the
+    Dovecot verdict (one second earlier, or the same second) before the Postfix failure."""
+    mail, dove = tmp_path / "mail.log", tmp_path / "dovecot.log"
+    mail.write_text("")
+    dove.write_text("")
+    pub = ListPublisher()
+    f = follower(tmp_path, [mail, dove], pub)
+    await drain(f, 1)
+    mail.write_text(
+        "Nov 29 10:15:04 mx1 postfix/smtpd[77]: warning: unknown[192.0.2.5]: SASL PLAIN "
+        "authentication failed: UGFzc3dvcmQ6\n"
+        "Nov 29 10:15:09 mx1 postfix/smtpd[77]: warning: unknown[192.0.2.6]: SASL PLAIN "
+        "authentication failed: UGFzc3dvcmQ6\n")
+    dove.write_text(
+        "Nov 29 10:15:03 auth: Info: passwd-file(alice,192.0.2.5): Password mismatch\n"
+        "Nov 29 10:15:09 auth-worker(9): Info: sql(bob,192.0.2.6): unknown user\n")
+    await drain(f, 1)
+    assert [(e.user, getattr(e, "failure_reason", None)) for e in pub.events] == [
+        ("alice", "bad_credentials"), ("bob", "unknown_user")]
+    for path in (mail, dove):  # both positions saved after the hand-off
+        pos = CheckpointStore(tmp_path / "ckpt").load(str(path))
+        assert pos is not None and pos.offset == path.stat().st_size

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (log fixture lines are as long as real ones)
 """Timestamps and program tags of mail-log lines."""
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def test_rfc3339(stamp: str, expected: float) -> None:
 def test_dovecot_log_file_has_no_host_and_a_level() -> None:
     h = parse_header("Nov 29 10:15:02 auth: Info: passwd-file(alice,127.0.0.1): x", REF)
     assert h is not None
-    assert (h.prog, h.pid, h.msg) == ("auth", None, "passwd-file(alice,127.0.0.1): x")
+    # the same program and message as Dovecot writes to syslog ("dovecot: auth: ...")
+    assert (h.prog, h.pid, h.msg) == ("dovecot", None, "auth: passwd-file(alice,127.0.0.1): x")
 
 
 def test_exim_mainlog_with_zone_and_pid() -> None:
@@ -102,3 +104,54 @@ def test_bare_tag_uses_reference_time() -> None:
 )
 def test_unparseable_lines_give_none(line: str) -> None:
     assert parse_header(line, REF) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "prog", "pid", "msg"),
+    [
+        ('<22>1 2026-11-29T10:15:02.5Z mx1 postfix/smtpd 77 - [a b="x\\]y"] hello', "postfix/smtpd", 77, "hello"),
+        ("<22>1 2026-11-29T10:15:02Z mx1 postfix/smtpd - - - hello", "postfix/smtpd", None, "hello"),
+        ("<22>1 2026-11-29T10:15:02Z mx1 - - - - postfix/smtpd[8]: hello", "postfix/smtpd", 8, "hello"),
+        ("Nov 29 10:15:02 <2.6> mx1 postfix/smtpd[7]: hello", "postfix/smtpd", 7, "hello"),
+        ("Nov 29 10:15:02 <mail.info> mx1 postfix/smtpd[7]: hello", "postfix/smtpd", 7, "hello"),
+        ("Nov 29 10:15:02 mx1 mail.info postfix/smtpd[7]: hello", "postfix/smtpd", 7, "hello"),
+        ("<22>Nov 29 10:15:02 mx1 postfix/smtpd[7]: hello", "postfix/smtpd", 7, "hello"),
+        ("Nov 29 10:15:02 auth-worker(22401): Info: pam(a,1.2.3.4): x", "dovecot", None, "auth-worker(22401): pam(a,1.2.3.4): x"),
+        ("Nov 29 10:15:02 auth(a,1.2.3.4,sasl:login)<S1>: Info: passwd-file: x", "dovecot", None, "auth(a,1.2.3.4,sasl:login)<S1>: passwd-file: x"),
+        ("2026-11-29 10:15:02 submission-login: Info: Login: user=<a>", "dovecot", None, "submission-login: Login: user=<a>"),
+        ("Nov 29 10:15:02 mx1 exim[12]: 2026-11-29 10:15:02 +0000 [34] 1tAb <= a@b", "exim", 34, "1tAb <= a@b"),
+        ("Nov 29 10:15:02 mx1 exim4[12]: 1tAb <= a@b", "exim4", 12, "1tAb <= a@b"),
+    ],
+)
+def test_header_forms(line: str, prog: str, pid: int | None, msg: str) -> None:
+    h = parse_header(line, REF)
+    assert h is not None
+    assert (h.prog, h.pid, h.msg) == (prog, pid, msg)
+    assert abs(h.time - ts(2026, 11, 29, 10, 15, 2)) < 1
+
+
+def test_rfc5424_nil_stamp_uses_reference_time() -> None:
+    h = parse_header("<22>1 - mx1 postfix/smtpd 7 - - hello", REF)
+    assert h is not None and h.time == REF
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "<22>1 2026-11-29T10:15:02 mx1 postfix/smtpd 7 - - RFC 5424 requires a zone",
+        "<22>1 2026-11-29T10:15:02Z mx1 postfix/smtpd 7 - [unclosed a=\"b\"",
+        "<22>1 garbage",
+        "2026-11-29T10:15:02+25:00 mx1 postfix/smtpd[1]: offset out of range",
+    ],
+)
+def test_unparseable_new_forms_give_none(line: str) -> None:
+    assert parse_header(line, REF) is None
+
+
+def test_stamp_cache_keeps_zone_and_year_apart() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    a = parse_header("Nov 29 10:15:02 mx1 p[1]: x", REF)
+    b = parse_header("Nov 29 10:15:02 mx1 p[1]: x", REF, berlin)
+    c = parse_header("Nov 29 10:15:02 mx1 p[1]: x", ts(2027, 11, 1, 0, 0, 0))
+    assert a is not None and b is not None and c is not None
+    assert a.time - b.time == 3600 and c.time - a.time == 365 * 86400

@@ -1,0 +1,85 @@
+"""`relayguard hook journal`: follow the systemd journal of the mail units, publish login events.
+
+Mounted into the `hook` group (relay/hook_cli.py) next to `hook tail`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from relayguard.relay.journal_follower import DEFAULT_UNITS
+
+log = logging.getLogger(__name__)
+
+
+@click.command("journal")
+@click.option("--unit", "units", multiple=True, default=DEFAULT_UNITS, show_default=True,
+              help="systemd unit whose entries are read (repeat for several); as journalctl -u")
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="read the journal files in this directory instead of the system journal")
+@click.option("--relay-id", default=None, help="this relay's id [default: RELAYGUARD_RELAY_ID]")
+@click.option("--bootstrap", default=None,
+              help="Kafka bootstrap servers [default: RELAYGUARD_BOOTSTRAP_SERVERS]")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where the journal cursor is kept [default: DATA_DIR/journal-checkpoints]")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="disk spool while Kafka is down [default: DATA_DIR/journal-spool]")
+@click.option("--from-start/--from-end", default=False, show_default=True,
+              help="where to begin when no cursor is saved yet")
+@click.option("--journalctl", default="journalctl", show_default=True,
+              help="the journalctl program to run")
+def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None,
+            bootstrap: str | None, checkpoint_dir: Path | None, spool_dir: Path | None,
+            from_start: bool, journalctl: str) -> None:
+    """Follow the systemd journal for the mail units and publish SMTP AUTH login events.
+
+    Reads `journalctl --follow --output=json` for the units (Postfix, Dovecot, Exim), parses
+    entries like `hook tail` parses log lines, and saves the journal cursor after the events
+    are handed to the producer, so a restart neither loses nor repeats entries. The user
+    running it must be allowed to read the journal (root, or the systemd-journal group).
+    """
+    from relayguard.foundation.settings import load_settings
+
+    settings = load_settings()
+    data_dir = settings.data_dir
+    asyncio.run(_run(
+        units=list(units), directory=directory,
+        relay_id=relay_id or settings.relay_id,
+        bootstrap=bootstrap or settings.bootstrap_servers, topic=settings.topics.events,
+        checkpoint_dir=checkpoint_dir or data_dir / "journal-checkpoints",
+        spool_dir=spool_dir or data_dir / "journal-spool",
+        from_end=not from_start, journalctl=journalctl,
+    ))
+
+
+async def _run(*, units: list[str], directory: Path | None, relay_id: str, bootstrap: str,
+               topic: str, checkpoint_dir: Path, spool_dir: Path, from_end: bool,
+               journalctl: str) -> None:
+    from relayguard.relay.checkpoint import CursorStore
+    from relayguard.relay.journal_follower import JournalFollower
+    from relayguard.relay.log_parser import LogParser
+    from relayguard.relay.producer import EventProducer
+
+    key = str(directory.resolve()) if directory is not None else "system"
+    producer = EventProducer(bootstrap, topic, spool_dir)
+    follower = JournalFollower(LogParser(relay_id), producer, CursorStore(checkpoint_dir, key),
+                               units=units, directory=directory, from_end=from_end,
+                               journalctl=journalctl)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, follower.stop)
+    await producer.start()
+    log.info("journal: relay %s -> %s (%s); cursor in %s", relay_id, topic, bootstrap,
+             checkpoint_dir)
+    try:
+        await follower.run()
+    finally:
+        await producer.stop()
+        s = follower.stats
+        log.info("journal: stopped after %d entries, %d events, %d journalctl restarts",
+                 s.entries, s.events, s.restarts)
