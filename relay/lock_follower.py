@@ -3,7 +3,9 @@
 Every relay reads every partition from the beginning (no consumer group: group_id=None,
 partitions assigned explicitly), so a new relay learns every current lock; `await ready()`
 returns once it has caught up with the end offsets seen at start. Then it keeps following.
-Dry-run commands, tombstones and malformed records are logged and skipped, never fatal. If Kafka
+Only commands signed by a key in the relay's keyring, with a version and times in range, are
+obeyed: anything else is refused, logged and counted in `refused` by reason, never fatal.
+Dry-run commands and tombstones are skipped. If Kafka
 is down at start, the follower keeps retrying in the background (the relay then serves with
 the locks it knows: none, i.e. it fails open).
 """
@@ -14,12 +16,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from relayguard.relay.lock_book import LockBook
-from relayguard.stream.codec import Rejected, decode_lock_command, dumps, lock_ack_to_dict, lock_key
+from relayguard.stream.codec import (
+    Rejected,
+    decode_signed_lock_command,
+    dumps,
+    lock_ack_to_dict,
+    lock_key,
+)
 from relayguard.stream.records import LockAck, LockCommand
+from relayguard.stream.signed import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +45,20 @@ class LockFollower:
         *,
         clock: Callable[[], float] = time.time,
         retry_interval: float = 2.0,
+        keyring: Verifier | None = None,
+        max_skew: float | None = None,
     ) -> None:
+        """`keyring`/`max_skew` default to RELAYGUARD_VERIFY_KEYS(_DIR) and
+        RELAYGUARD_SIGNING_MAX_SKEW_SECONDS; no verify key at all is a ConfigError."""
+        if keyring is None or max_skew is None:
+            from relayguard.foundation.settings import load_settings
+            from relayguard.foundation.signing import keyring_from_settings
+
+            settings = load_settings()
+            keyring = keyring if keyring is not None else keyring_from_settings(settings)
+            max_skew = max_skew if max_skew is not None else settings.signing_max_skew_seconds
+        self.keyring = keyring
+        self.max_skew = max_skew
         self.bootstrap = bootstrap
         self.locks_topic = locks_topic
         self.acks_topic = acks_topic
@@ -44,7 +67,8 @@ class LockFollower:
         self.clock = clock
         self.retry_interval = retry_interval
         self.applied = 0
-        self.skipped = 0  # malformed, tombstone, dry-run, or not newer
+        self.skipped = 0  # refused, tombstone, dry-run, or not newer
+        self.refused: Counter[str] = Counter()  # reason -> records not obeyed (see codec)
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consumer: Any = None
@@ -148,11 +172,13 @@ class LockFollower:
             self.skipped += 1
             return
         try:
-            cmd = decode_lock_command(value)
+            cmd = decode_signed_lock_command(value, self.keyring, self.clock(), self.max_skew)
         except Rejected as exc:
             self.skipped += 1
-            log.error("lock follower: skipping malformed lock record at offset %d (key %r): %s",
-                      offset, key, exc)
+            self.refused[exc.reason] += 1
+            log.error("lock follower: REFUSED lock record at offset %d (key %r): %s; not obeyed "
+                      "(%d refused so far)", offset, key[:200] if key else key, exc,
+                      sum(self.refused.values()))
             return
         if key is not None and key != lock_key(cmd.subject_kind, cmd.subject):
             log.warning("lock follower: record key %r does not match its subject %s:%s",
