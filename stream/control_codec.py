@@ -20,6 +20,7 @@ from relayguard.stream.codec import MAX_EVENT_BYTES, Rejected, verified_lock_com
 from relayguard.stream.records import LockCommand, SubjectKind
 
 _VALIDATE: Callable[[Any], Any] = fastjsonschema.compile(schemas.load("control-record"))
+MAX_CONTROL_BYTES = MAX_EVENT_BYTES + 4096  # a sync wraps a whole lock command
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,8 @@ def tick_value(kind: SubjectKind, key: str, now: float, signer: signed.Signer) -
 def decode_control(raw: bytes, verifier: signed.Verifier, now: float,
                    skew: float) -> Sync | Tick:
     """Raises only Rejected (reasons as for lock commands, plus 'tick_out_of_range')."""
-    if len(raw) > MAX_EVENT_BYTES:
-        raise Rejected("oversized", f"{len(raw)} bytes, limit {MAX_EVENT_BYTES}")
+    if len(raw) > MAX_CONTROL_BYTES:
+        raise Rejected("oversized", f"{len(raw)} bytes, limit {MAX_CONTROL_BYTES}")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
