@@ -66,10 +66,10 @@ def decode_control(raw: bytes, verifier: signed.Verifier, now: float,
     except fastjsonschema.JsonSchemaValueException as exc:
         raise Rejected("invalid", exc.message) from None
     try:
+        signed.check_signature(data, verifier)
         if data["type"] == "tick" and not abs(float(data["now"]) - now) <= skew:
             raise signed.Refused("tick_out_of_range", f"tick now={data['now']!r} is more than "
                                  f"{skew:g}s from this worker's clock")
-        signed.check_signature(data, verifier)
     except signed.Refused as exc:
         raise Rejected(exc.reason, exc.detail) from None
     if data["type"] == "sync":

@@ -108,3 +108,20 @@ def test_signature_covers_the_domain_and_the_whole_record() -> None:
     assert signed.canonical(d).startswith(signed.DOMAIN)
     assert signed.canonical(d) == signed.canonical({**d, "signature": {"anything": 1}})
     assert signed.canonical(d) != signed.canonical({**d, "evidence": {"x": 1}})
+
+
+def test_a_relay_without_verify_keys_refuses_to_start(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from relayguard.relay.lock_follower import LockFollower
+    from relayguard.roof.cli import main
+
+    monkeypatch.setenv("RELAYGUARD_VERIFY_KEYS", "")
+    monkeypatch.setenv("RELAYGUARD_SIGNING_KEY", "")
+    monkeypatch.setenv("RELAYGUARD_DATA_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="no verify keys"):
+        LockFollower("127.0.0.1:9", "locks", "acks", "relay-x")
+    result = CliRunner().invoke(main, ["hook", "postfix", "--listen", "inet:127.0.0.1:0"])
+    assert result.exit_code == 2, result.output
+    assert "configuration error: no verify keys" in result.output
