@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from relayguard.foundation.errors import ConfigError
 from relayguard.foundation.settings import Settings
 from relayguard.stream.signed import Refused
 
+log = logging.getLogger(__name__)
 ALG = "ed25519"
 MAKE_KEYS = ("make a key pair with `relayguard keys generate --out DIR`, then give signers "
              "RELAYGUARD_SIGNING_KEY_FILE=DIR/NAME.key and every verifier (relays, workers, "
@@ -55,11 +59,23 @@ class Signer:
 
 
 class Keyring:
-    """Verify keys by key id: during a rotation it holds the old and the new public key."""
+    """Verify keys by key id: during a rotation it holds the old and the new public key.
 
-    def __init__(self, keys: list[Ed25519PublicKey] | None = None) -> None:
+    With a `loader` (a RELAYGUARD_VERIFY_KEYS_DIR), the ring re-reads it every `refresh_seconds`
+    and at once (at most every 5 s) when a record names a key id it does not know, so adding
+    or retiring a key file takes effect without a restart."""
+
+    FORCED_RELOAD_GAP = 5.0  # an attacker's stream of unknown key ids costs one dir read per 5 s
+
+    def __init__(self, keys: list[Ed25519PublicKey] | None = None, *,
+                 loader: Callable[[], list[Ed25519PublicKey]] | None = None,
+                 refresh_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.keys: dict[str, Ed25519PublicKey] = {}
-        for k in keys or []:
+        self._fixed = list(keys or [])
+        self._loader, self._refresh, self._clock = loader, refresh_seconds, clock
+        self._loaded_at = clock()
+        for k in self._fixed + (loader() if loader else []):
             self.add(k)
 
     def add(self, public: Ed25519PublicKey) -> str:
@@ -67,8 +83,30 @@ class Keyring:
         self.keys[kid] = public
         return kid
 
+    def _maybe_reload(self, unknown: bool) -> None:
+        if self._loader is None:
+            return
+        age = self._clock() - self._loaded_at
+        if age < self._refresh and not (unknown and age >= self.FORCED_RELOAD_GAP):
+            return
+        self._loaded_at = self._clock()
+        try:
+            loaded = self._loader()
+        except Exception as exc:  # a half-copied file must not stop verification
+            log.warning("verify keys not reloaded (%s); keeping %s", exc, self)
+            return
+        before = set(self.keys)
+        self.keys = {}
+        for k in self._fixed + loaded:
+            self.add(k)
+        if set(self.keys) != before:
+            log.warning("verify keys reloaded: now %s (added %s, retired %s)", self,
+                        sorted(set(self.keys) - before) or "none",
+                        sorted(before - set(self.keys)) or "none")
+
     def verify(self, payload: bytes, signature: dict[str, Any]) -> None:
         kid = signature.get("key_id")
+        self._maybe_reload(unknown=not isinstance(kid, str) or kid not in self.keys)
         public = self.keys.get(kid) if isinstance(kid, str) else None
         if public is None:
             raise Refused("unknown_key", f"key id {str(kid)[:40]!r} is not in this keyring "
@@ -189,24 +227,24 @@ def keyring_from_settings(settings: Settings) -> Keyring:
     """Every configured verify key, plus the public half of our own signing key if we have one
     (a worker must read its own control records). Empty is a ConfigError: a verifier without
     keys could only refuse everything, and must not silently do so."""
-    ring = Keyring()
-    for i, entry in enumerate(e for e in settings.verify_keys.split(",") if e.strip()):
-        ring.add(load_public(entry, f"RELAYGUARD_VERIFY_KEYS entry {i + 1}"))
-    folder = settings.verify_keys_dir
-    if folder is not None:
-        if not folder.is_dir():
-            raise ConfigError(f"RELAYGUARD_VERIFY_KEYS_DIR={folder} is not a directory",
-                              MAKE_KEYS)
-        for path in sorted(folder.glob("*.pub")):
-            ring.add(load_public(path.read_text(), str(path)))
+    fixed = [load_public(entry, f"RELAYGUARD_VERIFY_KEYS entry {i + 1}") for i, entry
+             in enumerate(e for e in settings.verify_keys.split(",") if e.strip())]
     own = optional_signer(settings)
     if own is not None:
-        ring.add(own.public)
+        fixed.append(own.public)
+    folder = settings.verify_keys_dir
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"RELAYGUARD_VERIFY_KEYS_DIR={folder} is not a directory", MAKE_KEYS)
+    ring = Keyring(fixed, loader=(lambda: read_key_dir(folder)) if folder is not None else None)
     if not ring:
         raise ConfigError("no verify keys: lock commands are only obeyed when signed by a known "
                           "key, and neither RELAYGUARD_VERIFY_KEYS nor RELAYGUARD_VERIFY_KEYS_DIR "
                           "names one", MAKE_KEYS)
     return ring
+
+
+def read_key_dir(folder: Path) -> list[Ed25519PublicKey]:
+    return [load_public(p.read_text(), str(p)) for p in sorted(folder.glob("*.pub"))]
 
 
 def _raw_public(public: Ed25519PublicKey) -> bytes:

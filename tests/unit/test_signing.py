@@ -125,3 +125,33 @@ def test_a_relay_without_verify_keys_refuses_to_start(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(main, ["hook", "postfix", "--listen", "inet:127.0.0.1:0"])
     assert result.exit_code == 2, result.output
     assert "configuration error: no verify keys" in result.output
+
+
+def test_a_key_dir_is_reread_so_rotation_needs_no_restart(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    _, _, old_id = signing.write_key_pair(keys, "old")
+    old = signing.signer_from_settings(_clean(signing_key_file=keys / "old.key"))
+    new_key = signing.generate()
+    new = signing.Signer(new_key)
+    clock = [0.0]
+    ring = signing.Keyring(loader=lambda: signing.read_key_dir(keys), clock=lambda: clock[0])
+    raw_new = codec.encode_lock_command(CMD, new)
+    raw_old = codec.encode_lock_command(CMD, old)
+    with pytest.raises(codec.Rejected, match="unknown_key"):
+        codec.decode_signed_lock_command(raw_new, ring, NOW, SKEW)
+    (keys / "new.pub").write_text(signing.public_text(new.public))  # step 1 of a rotation
+    with pytest.raises(codec.Rejected, match="unknown_key"):  # reloads at most every 5 s
+        codec.decode_signed_lock_command(raw_new, ring, NOW, SKEW)
+    clock[0] = 6.0  # an unknown key id makes the ring look again
+    assert codec.decode_signed_lock_command(raw_new, ring, NOW, SKEW) == CMD
+    assert codec.decode_signed_lock_command(raw_old, ring, NOW, SKEW) == CMD
+    (keys / "old.pub").unlink()  # step 3: retire the old key
+    clock[0] = 20.0
+    assert codec.decode_signed_lock_command(raw_old, ring, NOW, SKEW) == CMD  # not yet re-read
+    clock[0] = 40.0  # the periodic re-read (every 30 s) drops it
+    with pytest.raises(codec.Rejected, match="unknown_key"):
+        codec.decode_signed_lock_command(raw_old, ring, NOW, SKEW)
+    assert old_id not in ring.keys and new.key_id in ring.keys
+    (keys / "broken.pub").write_text("half a key")
+    clock[0] = 80.0  # a bad file is logged and the ring kept, never an exception
+    assert codec.decode_signed_lock_command(raw_new, ring, NOW, SKEW) == CMD
