@@ -69,6 +69,7 @@ class LockFollower:
         self.applied = 0
         self.skipped = 0  # refused, tombstone, dry-run, or not newer
         self.refused: Counter[str] = Counter()  # reason -> records not obeyed (see codec)
+        self._refusal_logged: dict[str, float] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consumer: Any = None
@@ -164,8 +165,9 @@ class LockFollower:
             if await self._consumer.position(tp) < end:  # position = next offset to read
                 return
         self._ready.set()
-        log.info("lock follower caught up: %d subjects known, %d locks active", len(self.book),
-                 sum(1 for _ in self.book.active(self.clock())))
+        log.info("lock follower caught up: %d subjects known, %d locks active, %d records "
+                 "refused", len(self.book), sum(1 for _ in self.book.active(self.clock())),
+                 sum(self.refused.values()))
 
     async def _handle(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if value is None:  # tombstone: compaction clean-up, nothing to enforce
@@ -176,9 +178,7 @@ class LockFollower:
         except Rejected as exc:
             self.skipped += 1
             self.refused[exc.reason] += 1
-            log.error("lock follower: REFUSED lock record at offset %d (key %r): %s; not obeyed "
-                      "(%d refused so far)", offset, key[:200] if key else key, exc,
-                      sum(self.refused.values()))
+            self._log_refusal(exc, offset, key)
             return
         if key is not None and key != lock_key(cmd.subject_kind, cmd.subject):
             log.warning("lock follower: record key %r does not match its subject %s:%s",
@@ -192,6 +192,17 @@ class LockFollower:
         for q in self._watchers:
             q.put_nowait(cmd)
         await self._ack(cmd)
+
+    def _log_refusal(self, exc: Rejected, offset: int, key: bytes | None) -> None:
+        """One ERROR line per reason per second at most: a flood of forgeries must not drown
+        the relay's log (the counts in `refused` stay exact)."""
+        now = time.monotonic()
+        if now - self._refusal_logged.get(exc.reason, float("-inf")) < 1.0:
+            return
+        self._refusal_logged[exc.reason] = now
+        log.error("lock follower: REFUSED lock record at offset %d (key %r): %s; not obeyed "
+                  "(refused so far: %s)", offset, key[:200] if key else key, str(exc)[:300],
+                  ", ".join(f"{r} {n}" for r, n in sorted(self.refused.items())))
 
     async def _ack(self, cmd: LockCommand) -> None:
         ack = LockAck(relay_id=self.relay_id, command_id=cmd.command_id, subject=cmd.subject,
