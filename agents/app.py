@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import faust
+import orjson
 
 from relayguard.agents import http_api
 from relayguard.agents.control import (
@@ -24,6 +25,7 @@ from relayguard.agents.control import (
 from relayguard.agents.metrics import Metrics
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.agents.slack_notifier import SlackNotifier
+from relayguard.foundation import signing
 from relayguard.foundation.geoip import GeoLocator
 from relayguard.foundation.kafka_clients import faust_credentials
 from relayguard.foundation.settings import Settings
@@ -36,7 +38,8 @@ log = logging.getLogger("relayguard.worker")
 class KafkaOutputs:
     """Where the pipeline's results go: Faust topics, raw bytes, explicit keys."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(self, app: faust.App, settings: Settings, signer: signing.Signer) -> None:
+        self.signer = signer  # every lock command and control record leaves signed
         t = settings.topics
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
                                "key_serializer": "raw", "value_serializer": "raw"}
@@ -51,7 +54,7 @@ class KafkaOutputs:
         await self.dlq.send(value=codec.dumps(record))
 
     async def lock_command(self, command: LockCommand) -> None:
-        value = codec.dumps(codec.lock_command_to_dict(command))
+        value = codec.encode_lock_command(command, self.signer)
         await self.locks.send(key=codec.lock_key(command.subject_kind, command.subject),
                               value=value)
 
@@ -71,6 +74,12 @@ class KafkaOutputs:
 
 def create_app(settings: Settings, params: engine.CoreParams,
                locator: GeoLocator | None) -> faust.App:
+    # No key, no worker: a ConfigError here names the settings and how to make keys.
+    signer = signing.signer_from_settings(settings)
+    keyring = signing.keyring_from_settings(settings)
+    skew = settings.signing_max_skew_seconds
+    log.info("signing with %s; obeying commands signed by %s", signer.key_id,
+             ", ".join(sorted(keyring.keys)))
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
@@ -90,7 +99,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
         broker_max_poll_records=1000,
     )
     metrics = Metrics()
-    outputs = KafkaOutputs(app, settings)
+    outputs = KafkaOutputs(app, settings, signer)
     pipeline = Pipeline(params, locator, outputs, metrics)
     # Values are bytes we pickle ourselves (agents/state_codec.py): Faust's own value codecs
     # handed back dicts after changelog recovery. Faust picks table serializers from
@@ -123,21 +132,26 @@ def create_app(settings: Settings, params: engine.CoreParams,
 
     @app.agent(outputs.locks, concurrency=1)
     async def follow_locks(stream: Any) -> None:
-        """Commands others issued (operators, CLI) reach the partition owning the subject."""
+        """Commands others issued (operators, CLI) reach the partition owning the subject.
+        Only signed, in-range commands: a forged unlock must not clear the worker's state."""
         async for ev in stream.events():
+            if ev.value is None:  # tombstone
+                continue
             try:
-                command = codec.decode_lock_command(ev.value)
+                command = codec.decode_signed_lock_command(ev.value, keyring, time.time(), skew)
             except codec.Rejected as exc:
-                log.error("unreadable record on %s skipped: %s", settings.topics.locks, exc)
+                metrics.inc("signed_records_refused_total", source="locks", reason=exc.reason)
+                log.error("REFUSED record on %s, not obeyed: %s", settings.topics.locks, exc)
                 continue
             if command.issuer != params.policy.issuer:
-                await outputs.send_control(sync_record(command))
+                await outputs.send_control(sync_record(orjson.loads(ev.value), signer))
 
     @app.agent(outputs.control, concurrency=1)
     async def control(stream: Any) -> None:
         async for ev in stream.events():
             try:
-                await handle_control(pipeline, ev.value, tables)
+                await handle_control(pipeline, ev.value or b"", tables, keyring, time.time(),
+                                     skew)
             except Exception:
                 log.exception("unexpected error on a control record; skipped")
 
@@ -147,7 +161,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
     async def expire_throttles() -> None:
         now = time.time()  # the shell owns the clock; the core gets `now` passed in
         for kind, key in due_for_expiry(pipeline, tables, now, not scanned["done"]):
-            await outputs.send_control(tick_record(kind, key, now))
+            await outputs.send_control(tick_record(kind, key, now, signer))
         scanned["done"] = True
 
     notifier = SlackNotifier(settings)
@@ -167,7 +181,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
                 elif notifier.wants(alert):
                     metrics.inc("slack_messages_total", outcome="failed")
 
-    http_api.register(app, settings)
+    http_api.register(app, settings, signer, keyring)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

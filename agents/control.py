@@ -3,6 +3,8 @@ routed to the partition that owns the subject's state so the table can be update
 
 Control topic: key = subject (same bytes and partition count as the events / by-IP topics, so
 the default partitioner puts it in the partition whose table holds the subject's state).
+Every control record is signed (stream/control_codec.py); unsigned, forged or out-of-range ones
+are refused and counted in `signed_records_refused_total{source="control"}`.
 """
 
 from __future__ import annotations
@@ -12,37 +14,41 @@ from collections.abc import MutableMapping
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from relayguard.agents import state_codec
 from relayguard.agents.pipeline import Pipeline
-from relayguard.stream import codec, engine
+from relayguard.stream import codec, control_codec, engine
 from relayguard.stream.lock_sync import apply_command
 from relayguard.stream.records import LockCommand, SubjectKind
+from relayguard.stream.signed import Signer, Verifier
 
 log = logging.getLogger("relayguard.worker")
 Tables = dict[str, MutableMapping[str, bytes]]  # subject kind -> table
 
 
-def sync_record(command: LockCommand) -> tuple[bytes, bytes]:
-    """(key, value) for the control topic telling the owner of `command.subject` about it."""
-    value = {"type": "sync", "command": codec.lock_command_to_dict(command)}
-    return command.subject.encode(), orjson.dumps(value)
+def sync_record(signed_command: dict[str, Any], signer: Signer) -> tuple[bytes, bytes]:
+    """(key, value) for the control topic telling the owner of the subject about a command
+    (`signed_command` as read from the locks topic, signature and all)."""
+    return (str(signed_command["subject"]).encode(),
+            control_codec.sync_value(signed_command, signer))
 
 
-def tick_record(kind: SubjectKind, key: str, now: float) -> tuple[bytes, bytes]:
-    return key.encode(), orjson.dumps({"type": "tick", "kind": kind, "key": key, "now": now})
+def tick_record(kind: SubjectKind, key: str, now: float, signer: Signer) -> tuple[bytes, bytes]:
+    return key.encode(), control_codec.tick_value(kind, key, now, signer)
 
 
-async def handle_control(pipeline: Pipeline, raw: bytes, tables: Tables) -> None:
+async def handle_control(pipeline: Pipeline, raw: bytes, tables: Tables, keyring: Verifier,
+                         now: float, skew: float) -> None:
+    """One control record; `now` is the worker's clock. Never raises on a bad record."""
     try:
-        data: dict[str, Any] = orjson.loads(raw)
-        if data["type"] == "sync":
-            _sync(pipeline, codec.lock_command_from_dict(data["command"]), tables)
-        elif data["type"] == "tick":
-            await _tick(pipeline, data["kind"], data["key"], float(data["now"]), tables)
-    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
-        log.error("unreadable control record skipped (%s): %r", exc, raw[:200])
+        record = control_codec.decode_control(raw, keyring, now, skew)
+    except codec.Rejected as exc:
+        pipeline.metrics.inc("signed_records_refused_total", source="control", reason=exc.reason)
+        log.error("REFUSED control record (%s), not obeyed: %r", exc, raw[:200])
+        return
+    if isinstance(record, control_codec.Sync):
+        _sync(pipeline, record.command, tables)
+    else:
+        await _tick(pipeline, record.kind, record.key, record.now, tables)
 
 
 def _sync(pipeline: Pipeline, command: LockCommand, tables: Tables) -> None:

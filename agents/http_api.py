@@ -6,6 +6,8 @@
 
 Reads are open (bind the worker to loopback or a management network); POST needs
 `Authorization: Bearer <RELAYGUARD_API_TOKEN>` and is refused while no token is configured.
+Reads show only records signed by a known key and in range; the others are counted in
+`refused` by reason and never shown as locks. POSTed commands are signed with the worker's key.
 """
 
 from __future__ import annotations
@@ -20,26 +22,29 @@ from faust.web import Request, Response, View
 from relayguard.foundation import lock_admin
 from relayguard.foundation.errors import RelayguardError
 from relayguard.foundation.settings import Settings
+from relayguard.foundation.signing import Keyring, Signer
 from relayguard.stream import codec
+from relayguard.stream.signed import MAX_TTL_SECONDS
 
 KINDS = ("user", "ip")
 ACTIONS = ("lock", "unlock")
 
 
-def register(app: faust.App, settings: Settings) -> None:
+def register(app: faust.App, settings: Settings, signer: Signer, keyring: Keyring) -> None:
     token = settings.api_token.get_secret_value() if settings.api_token else None
 
     @app.page("/api/locks")
     class Locks(View):
         async def get(self, request: Request) -> Response:
+            now = time.time()
             try:
-                commands = await lock_admin.current_commands(settings)
+                listing = await lock_admin.read_commands(settings, keyring, now)
             except RelayguardError as exc:
                 return self.json({"error": str(exc)}, status=503)
-            now = time.time()
-            active = [codec.lock_command_to_dict(c) for c in commands.values()
+            active = [codec.lock_command_to_dict(c) for c in listing.commands.values()
                       if lock_admin.is_active(c, now)]
-            return self.json({"count": len(active), "locks": active})
+            return self.json({"count": len(active), "locks": active,
+                              "refused": dict(listing.refused)})
 
         async def post(self, request: Request) -> Response:
             if token is None:
@@ -55,7 +60,7 @@ def register(app: faust.App, settings: Settings) -> None:
                 return self.json({"error": f"bad request: {exc}"}, status=400)
             command = await lock_admin.issue(settings, order["action"], order["subject"],
                                              order["kind"], order["reason"], order["ttl"],
-                                             "api")
+                                             "api", signer, keyring)
             return self.json(codec.lock_command_to_dict(command), status=201)
 
     @app.page("/api/locks/{kind}/{subject}")
@@ -63,7 +68,7 @@ def register(app: faust.App, settings: Settings) -> None:
         async def get(self, request: Request, kind: str, subject: str) -> Response:
             if kind not in KINDS:
                 return self.json({"error": f"kind must be one of {KINDS}"}, status=400)
-            command = (await lock_admin.current_commands(settings)).get((kind, subject))
+            command = (await lock_admin.current_commands(settings, keyring)).get((kind, subject))
             if command is None:
                 return self.json({"error": f"no command for {kind} {subject}"}, status=404)
             return self.json({"active": lock_admin.is_active(command, time.time()),
@@ -81,7 +86,8 @@ def _order(body: Any) -> dict[str, Any]:
         raise ValueError(f"'kind' must be one of {KINDS}, 'action' one of {ACTIONS}")
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("'reason' is required (it goes into the audit trail)")
-    if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
-        raise ValueError("'ttl_seconds' must be a positive number")
+    if ttl is not None and (not isinstance(ttl, int | float) or isinstance(ttl, bool)
+                            or not 0 < ttl <= MAX_TTL_SECONDS):
+        raise ValueError(f"'ttl_seconds' must be a positive number up to {MAX_TTL_SECONDS:.0f}")
     return {"subject": subject, "kind": kind, "action": action, "reason": reason,
             "ttl": float(ttl) if ttl else None}

@@ -14,6 +14,9 @@ HELP = {
     "rerouted_total": "Events re-keyed because the relay used the wrong key",
     "slack_messages_total": "Alerts posted to Slack (or not), by outcome",
     # [signing]
+    "signed_records_refused_total": "Lock commands and control records not obeyed, by source "
+    "(locks, control) and reason (unsigned, bad_signature, unknown_key, version_out_of_range, "
+    "time_out_of_range, tick_out_of_range, or a malformed-record reason)",
 
     # [ingest]
 

@@ -3,7 +3,9 @@
 Every relay reads every partition from the beginning (no consumer group: group_id=None,
 partitions assigned explicitly), so a new relay learns every current lock; `await ready()`
 returns once it has caught up with the end offsets seen at start. Then it keeps following.
-Dry-run commands, tombstones and malformed records are logged and skipped, never fatal. If Kafka
+Only commands signed by a key in the relay's keyring, with a version and times in range, are
+obeyed: anything else is refused, logged and counted in `refused` by reason, never fatal.
+Dry-run commands and tombstones are skipped. If Kafka
 is down at start, the follower keeps retrying in the background (the relay then serves with
 the locks it knows: none, i.e. it fails open).
 """
@@ -14,12 +16,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from relayguard.relay.lock_book import LockBook
-from relayguard.stream.codec import Rejected, decode_lock_command, dumps, lock_ack_to_dict, lock_key
+from relayguard.stream.codec import (
+    Rejected,
+    decode_signed_lock_command,
+    dumps,
+    lock_ack_to_dict,
+    lock_key,
+)
 from relayguard.stream.records import LockAck, LockCommand
+from relayguard.stream.signed import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +46,20 @@ class LockFollower:
         clock: Callable[[], float] = time.time,
         retry_interval: float = 2.0,
         kafka_options: Mapping[str, Any] | None = None,
+        keyring: Verifier | None = None,
+        max_skew: float | None = None,
     ) -> None:
+        """`keyring`/`max_skew` default to RELAYGUARD_VERIFY_KEYS(_DIR) and
+        RELAYGUARD_SIGNING_MAX_SKEW_SECONDS; no verify key at all is a ConfigError."""
+        if keyring is None or max_skew is None:
+            from relayguard.foundation.settings import load_settings
+            from relayguard.foundation.signing import keyring_from_settings
+
+            settings = load_settings()
+            keyring = keyring if keyring is not None else keyring_from_settings(settings)
+            max_skew = max_skew if max_skew is not None else settings.signing_max_skew_seconds
+        self.keyring = keyring
+        self.max_skew = max_skew
         self.bootstrap = bootstrap
         self.locks_topic = locks_topic
         self.acks_topic = acks_topic
@@ -46,7 +69,9 @@ class LockFollower:
         self.retry_interval = retry_interval
         self._kafka_options = dict(kafka_options or {})  # SASL/TLS (foundation.kafka_clients)
         self.applied = 0
-        self.skipped = 0  # malformed, tombstone, dry-run, or not newer
+        self.skipped = 0  # refused, tombstone, dry-run, or not newer
+        self.refused: Counter[str] = Counter()  # reason -> records not obeyed (see codec)
+        self._refusal_logged: dict[str, float] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consumer: Any = None
@@ -144,19 +169,20 @@ class LockFollower:
             if await self._consumer.position(tp) < end:  # position = next offset to read
                 return
         self._ready.set()
-        log.info("lock follower caught up: %d subjects known, %d locks active", len(self.book),
-                 sum(1 for _ in self.book.active(self.clock())))
+        log.info("lock follower caught up: %d subjects known, %d locks active, %d records "
+                 "refused", len(self.book), sum(1 for _ in self.book.active(self.clock())),
+                 sum(self.refused.values()))
 
     async def _handle(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if value is None:  # tombstone: compaction clean-up, nothing to enforce
             self.skipped += 1
             return
         try:
-            cmd = decode_lock_command(value)
+            cmd = decode_signed_lock_command(value, self.keyring, self.clock(), self.max_skew)
         except Rejected as exc:
             self.skipped += 1
-            log.error("lock follower: skipping malformed lock record at offset %d (key %r): %s",
-                      offset, key, exc)
+            self.refused[exc.reason] += 1
+            self._log_refusal(exc, offset, key)
             return
         if key is not None and key != lock_key(cmd.subject_kind, cmd.subject):
             log.warning("lock follower: record key %r does not match its subject %s:%s",
@@ -170,6 +196,17 @@ class LockFollower:
         for q in self._watchers:
             q.put_nowait(cmd)
         await self._ack(cmd)
+
+    def _log_refusal(self, exc: Rejected, offset: int, key: bytes | None) -> None:
+        """One ERROR line per reason per second at most: a flood of forgeries must not drown
+        the relay's log (the counts in `refused` stay exact)."""
+        now = time.monotonic()
+        if now - self._refusal_logged.get(exc.reason, float("-inf")) < 1.0:
+            return
+        self._refusal_logged[exc.reason] = now
+        log.error("lock follower: REFUSED lock record at offset %d (key %r): %s; not obeyed "
+                  "(refused so far: %s)", offset, key[:200] if key else key, str(exc)[:300],
+                  ", ".join(f"{r} {n}" for r, n in sorted(self.refused.items())))
 
     async def _ack(self, cmd: LockCommand) -> None:
         ack = LockAck(relay_id=self.relay_id, command_id=cmd.command_id, subject=cmd.subject,

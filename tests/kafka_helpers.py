@@ -13,8 +13,9 @@ from aiokafka.structs import ConsumerRecord
 
 from relayguard.foundation.settings import Settings
 from relayguard.foundation.topics import ensure_topics, standard_topics
-from relayguard.stream.codec import dumps, lock_command_to_dict, lock_key
+from relayguard.stream.codec import encode_lock_command, lock_key
 from relayguard.stream.records import LockCommand
+from tests.fixtures.signing import session_signer
 
 Records = list[ConsumerRecord[bytes, bytes]]
 
@@ -47,8 +48,10 @@ async def produce(
 
 
 async def produce_locks(bootstrap: str, topic: str, cmds: list[LockCommand]) -> None:
+    """Publish commands signed with the session key, as a worker or operator would."""
+    signer = session_signer()
     await produce(bootstrap, topic, [
-        (lock_key(c.subject_kind, c.subject), dumps(lock_command_to_dict(c))) for c in cmds
+        (lock_key(c.subject_kind, c.subject), encode_lock_command(c, signer)) for c in cmds
     ])
 
 

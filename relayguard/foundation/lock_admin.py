@@ -1,21 +1,27 @@
 """Operator actions on the lock topic, shared by the CLI and the worker's HTTP API: read what is
-locked now, and issue lock/unlock commands that outrank what came before."""
+locked now (verified records only), and issue signed lock/unlock commands that outrank what came
+before. Without a signing key, issuing is refused with a ConfigError before any Kafka I/O."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from relayguard.foundation.errors import DownstreamError
+from relayguard.foundation import signing
+from relayguard.foundation.errors import ConfigError, DownstreamError
 from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.kafka_read import assign_from_beginning
-from relayguard.foundation.settings import Settings
+from relayguard.foundation.settings import Settings, load_settings
+from relayguard.foundation.signing import Signer
 from relayguard.stream import codec
 from relayguard.stream.records import LockAction, LockCommand, SubjectKind
+from relayguard.stream.signed import MAX_TTL_SECONDS, Verifier
 
 
 async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0,
@@ -46,18 +52,37 @@ async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0,
         await consumer.stop()
 
 
-async def current_commands(settings: Settings) -> dict[tuple[str, str], LockCommand]:
-    """(kind, subject) -> the latest readable command; unreadable records are skipped."""
-    out: dict[tuple[str, str], LockCommand] = {}
-    latest = await read_latest(settings.bootstrap_servers, settings.topics.locks,
-                               kafka_options=aiokafka_options(settings.kafka))
-    for raw in latest.values():
+@dataclass
+class Listing:
+    """What the lock topic says now, from verified records only."""
+
+    commands: dict[tuple[str, str], LockCommand] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)  # reason -> records not trusted
+
+
+async def read_commands(settings: Settings, keyring: Verifier | None = None,
+                        now: float | None = None) -> Listing:
+    """(kind, subject) -> the latest command signed by a known key and in range. Records that
+    are not (forged, unsigned, year 10000, a version of 1e300) are skipped and counted by
+    reason: one bad record never breaks the listing for everyone."""
+    keyring = keyring if keyring is not None else signing.keyring_from_settings(settings)
+    now = time.time() if now is None else now
+    listing = Listing()
+    for raw in (await read_latest(settings.bootstrap_servers, settings.topics.locks,
+                                    kafka_options=aiokafka_options(settings.kafka))).values():
         try:
-            c = codec.decode_lock_command(raw)
-        except codec.Rejected:
+            c = codec.decode_signed_lock_command(raw, keyring, now,
+                                                 settings.signing_max_skew_seconds)
+        except codec.Rejected as exc:
+            listing.refused[exc.reason] += 1
             continue
-        out[(c.subject_kind, c.subject)] = c
-    return out
+        listing.commands[(c.subject_kind, c.subject)] = c
+    return listing
+
+
+async def current_commands(settings: Settings,
+                           keyring: Verifier | None = None) -> dict[tuple[str, str], LockCommand]:
+    return (await read_commands(settings, keyring)).commands
 
 
 def is_active(command: LockCommand, now: float) -> bool:
@@ -66,20 +91,30 @@ def is_active(command: LockCommand, now: float) -> bool:
 
 
 async def publish_command(bootstrap: str, topic: str, command: LockCommand,
+                          signer: Signer | None = None,
                           kafka_options: Mapping[str, Any] | None = None) -> None:
+    """Publish `command` signed (by default with the configured RELAYGUARD_SIGNING_KEY)."""
+    signer = signer if signer is not None else signing.signer_from_settings(load_settings())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(kafka_options or {}))
     await producer.start()
     try:
-        await producer.send_and_wait(topic, codec.dumps(codec.lock_command_to_dict(command)),
+        await producer.send_and_wait(topic, codec.encode_lock_command(command, signer),
                                      key=codec.lock_key(command.subject_kind, command.subject))
     finally:
         await producer.stop()
 
 
 async def issue(settings: Settings, action: LockAction, subject: str, kind: SubjectKind,
-                reason: str, ttl: float | None, issuer: str) -> LockCommand:
-    """Publish an operator command whose version outranks the subject's latest command."""
-    previous = (await current_commands(settings)).get((kind, subject))
+                reason: str, ttl: float | None, issuer: str, signer: Signer | None = None,
+                keyring: Verifier | None = None) -> LockCommand:
+    """Publish an operator command whose version outranks the subject's latest verified
+    command (a forged huge version on the topic is skipped, so it cannot hold the subject)."""
+    signer = signer if signer is not None else signing.signer_from_settings(settings)
+    keyring = keyring if keyring is not None else signing.keyring_from_settings(settings)
+    if ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS:
+        raise ConfigError(f"ttl {ttl:g}s is not within (0, {MAX_TTL_SECONDS:.0f}] seconds",
+                          "give a TTL of at most 10 years, or none to lock until unlocked")
+    previous = (await current_commands(settings, keyring)).get((kind, subject))
     now = time.time()
     command = LockCommand(
         command_id=str(uuid.uuid4()), subject=subject, subject_kind=kind, action=action,
@@ -88,6 +123,6 @@ async def issue(settings: Settings, action: LockAction, subject: str, kind: Subj
         version=max((previous.version if previous else 0) + 1, int(now * 1000)),
         severity="high",
     )
-    await publish_command(settings.bootstrap_servers, settings.topics.locks, command,
+    await publish_command(settings.bootstrap_servers, settings.topics.locks, command, signer,
                           kafka_options=aiokafka_options(settings.kafka))
     return command

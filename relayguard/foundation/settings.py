@@ -105,6 +105,19 @@ class Settings(BaseSettings):
         "relayguard/foundation/kafka_clients.py")
 
     # [signing] keys that sign and verify lock and control records
+    signing_key: SecretStr | None = Field(
+        None, description="Ed25519 private key (base64 of 32 bytes, or PEM) that signs lock "
+        "commands and control records: worker and operators; never logged")
+    signing_key_file: Path | None = Field(
+        None, description="file holding the signing key (what `relayguard keys generate` writes)")
+    verify_keys: str = Field(
+        "", description="public keys whose signatures are obeyed, comma separated (base64 of 32 "
+        "bytes or PEM); rotation: list the old and the new key")
+    verify_keys_dir: Path | None = Field(
+        None, description="directory whose *.pub files are verify keys (added to verify_keys)")
+    signing_max_skew_seconds: float = Field(
+        300.0, gt=0, le=86400, description="how far a command's version/issued_at may be ahead "
+        "of the verifier's clock, and a control tick's `now` off it (default: Kerberos' 5 min)")
 
     # [ingest] bounds on what the worker accepts from relays
 

@@ -43,10 +43,11 @@ def _mount() -> None:
     from relayguard.relay.hook_cli import hook
     from relayguard.roof.broker.cli import broker
     from relayguard.roof.demo import demo
+    from relayguard.roof.keys_cli import keys
     from relayguard.roof.operator_cli import lock, locks, unlock
     from relayguard.roof.replay import replay
 
-    for command in (broker, demo, hook, lock, unlock, locks, replay):
+    for command in (broker, demo, hook, keys, lock, unlock, locks, replay):
         main.add_command(command)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relayguard.foundation import signing
 from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.settings import Settings, load_settings
 from relayguard.roof.broker.fetch import stderr_progress
@@ -160,8 +161,14 @@ def demo(timeout: float, keep: bool, follow: bool, duration: float | None) -> No
         click.echo(f"    broker ready at {broker.bootstrap}", err=True)
         app_id = f"relayguard-demo-{uuid.uuid4().hex[:6]}"
         settings = Settings(bootstrap_servers=broker.bootstrap, app_id=app_id)
-        _step("starting the relayguard worker")
+        # Ephemeral keys, gone with the temp dir: the worker refuses to run unsigned.
+        key_path, _pub, kid = signing.write_key_pair(work / "keys", "demo")
+        _step(f"starting the relayguard worker (signing key {kid}, made for this demo)")
         worker = WorkerProcess({
+            "RELAYGUARD_SIGNING_KEY_FILE": str(key_path),
+            "RELAYGUARD_SIGNING_KEY": "",
+            "RELAYGUARD_VERIFY_KEYS_DIR": str(work / "keys"),
+            "RELAYGUARD_VERIFY_KEYS": "",
             "RELAYGUARD_BOOTSTRAP_SERVERS": broker.bootstrap,
             "RELAYGUARD_APP_ID": app_id,
             "RELAYGUARD_GEOIP_CITY_DB": str(geo_db),

@@ -51,16 +51,21 @@ def unlock(subject: str, is_ip: bool, reason: str) -> None:
                f"version {cmd.version})")
 
 
-@click.command(help="List what is locked now, from the compacted lock topic.")
+@click.command(help="List what is locked now, from the compacted lock topic (only records signed "
+               "by a key in RELAYGUARD_VERIFY_KEYS / _DIR; others are counted, never shown).")
 @friendly_errors
 def locks() -> None:
-    commands = asyncio.run(lock_admin.current_commands(load_settings()))
     now = time.time()
+    listing = asyncio.run(lock_admin.read_commands(load_settings(), now=now))
     shown = 0
-    for c in commands.values():
+    for c in listing.commands.values():
         if not lock_admin.is_active(c, now):
             continue
         until = "until unlocked" if c.expires_at is None else f"until {to_rfc3339(c.expires_at)}"
         click.echo(f"{c.subject_kind:4} {c.subject:30} {until:35} {c.detector:18} {c.reason}")
         shown += 1
     click.echo(f"{shown} active lock(s)")
+    if listing.refused:
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(listing.refused.items()))
+        click.echo(f"{sum(listing.refused.values())} record(s) refused as untrusted and not "
+                   f"shown ({why})", err=True)
