@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,16 +57,31 @@ def hook() -> None:
               help="also refuse locked client IPs in unauthenticated sessions")
 @click.option("--ready-timeout", default=15.0, show_default=True, type=float,
               help="seconds to wait for the locks topic to be read before answering anyway")
+@click.option("--max-connections", default=2048, show_default=True, type=click.IntRange(1),
+              help="open policy connections at most (lowered to fit the open-file limit); "
+              "beyond it the longest-idle connection is closed")
+@click.option("--request-deadline", default=10.0, show_default=True,
+              type=click.FloatRange(0.1), help="seconds from a request's first byte to its "
+              "empty line; slower requests are closed without an answer")
+@click.option("--max-request-kb", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="bytes (KiB) one request may take; larger ones are closed")
+@click.option("--idle-timeout", default=600.0, show_default=True, type=click.FloatRange(1),
+              help="seconds an idle policy connection is kept")
 @friendly_errors
 def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir: Path | None,
             spool_max_mb: int, reject_text: str, throttle_action: str,
-            ip_locks_unauthenticated: bool, ready_timeout: float) -> None:
+            ip_locks_unauthenticated: bool, ready_timeout: float, max_connections: int,
+            request_deadline: float, max_request_kb: int, idle_timeout: float) -> None:
     """Run the Postfix policy service: refuse locked users, publish send events."""
     from relayguard.foundation.errors import ConfigError
     from relayguard.foundation.settings import load_settings
     from relayguard.relay.policy_protocol import DecisionConfig
-    from relayguard.relay.policy_server import parse_listen
+    from relayguard.relay.log_throttle import throttle_aiokafka_logs
+    from relayguard.relay.policy_server import parse_listen, raise_nofile_limit
 
+    throttle_aiokafka_logs()
+    soft, hard = raise_nofile_limit()
+    log.info("open-file limit: %d (hard %d)", soft, hard)
     settings = load_settings()
     try:
         config = DecisionConfig(reject_text=reject_text, throttle_action=throttle_action,
@@ -79,13 +95,24 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
         spool_max_bytes=spool_max_mb << 20, config=config,
         locks_topic=settings.topics.locks, acks_topic=settings.topics.lock_acks,
         events_topic=settings.topics.events, ready_timeout=ready_timeout,
+        limits=ServerLimits(max_connections, request_deadline, max_request_kb << 10,
+                            idle_timeout),
     ))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_connections: int
+    request_deadline: float
+    max_request_bytes: int
+    idle_timeout: float
 
 
 async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        spool_dir: Path, spool_max_bytes: int, config: DecisionConfig,
                        locks_topic: str,
-                       acks_topic: str, events_topic: str, ready_timeout: float) -> None:
+                       acks_topic: str, events_topic: str, ready_timeout: float,
+                       limits: ServerLimits) -> None:
     from relayguard.relay.lock_follower import LockFollower
     from relayguard.relay.policy_server import PolicyServer
     from relayguard.relay.producer import EventProducer
@@ -98,7 +125,11 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
     producer = EventProducer(bootstrap, events_topic, spool_dir, spool_max_bytes=spool_max_bytes)
     follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id)
     server = PolicyServer(listen, follower.book, config, relay_id,
-                          publish=producer.publish_nowait)
+                          publish=producer.publish_nowait,
+                          max_connections=limits.max_connections,
+                          request_deadline=limits.request_deadline,
+                          max_request_bytes=limits.max_request_bytes,
+                          idle_timeout=limits.idle_timeout)
     log.info("relay %s: Kafka %s, locks from %s, events to %s, spool %s", relay_id, bootstrap,
              locks_topic, events_topic, spool_dir)
     await producer.start()
@@ -113,10 +144,12 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 60)
             st, ps = server.stats, producer.stats
-            log.info("status: %d requests (%d refused), %d open connections, %d locks known; "
-                     "events sent %d, spooled %d, replayed %d, refused %d, producer %s",
-                     st.requests, st.rejected, st.open_connections, len(follower.book),
-                     ps.sent, ps.spooled, ps.replayed, ps.dropped_full, ps.state)
+            log.info("status: %d requests (%d refused), %d open connections (%d evicted, %d "
+                     "past deadline), %d locks known; events accepted %d, sent %d, spooled %d, "
+                     "replayed %d, refused %d, unacknowledged %d, producer %s",
+                     st.requests, st.rejected, st.open_connections, st.evicted,
+                     st.deadline_closed, len(follower.book), ps.accepted, ps.sent, ps.spooled,
+                     ps.replayed, ps.dropped_full, ps.queue_depth, ps.state)
         log.info("stopping: closing the policy service, flushing events")
     finally:
         await server.stop()
