@@ -75,8 +75,8 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
     """Run the Postfix policy service: refuse locked users, publish send events."""
     from relayguard.foundation.errors import ConfigError
     from relayguard.foundation.settings import load_settings
-    from relayguard.relay.policy_protocol import DecisionConfig
     from relayguard.relay.log_throttle import throttle_aiokafka_logs
+    from relayguard.relay.policy_protocol import DecisionConfig
     from relayguard.relay.policy_server import parse_listen, raise_nofile_limit
 
     throttle_aiokafka_logs()
