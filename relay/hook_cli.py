@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -152,10 +153,24 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                      ps.replayed, ps.dropped_full, ps.queue_depth, ps.state)
         log.info("stopping: closing the policy service, flushing events")
     finally:
-        await server.stop()
-        await follower.stop()
-        await producer.stop()
+        await _stop_step("policy service", server.stop())
+        await _stop_step("Kafka event producer", producer.stop())
+        await _stop_step("lock follower", follower.stop())
     log.info("stopped")
+
+
+async def _stop_step(what: str, step: Coroutine[Any, Any, None]) -> None:
+    """Run one shutdown step; its failure must not skip the next ones. aiokafka's consumer
+    stop() can leak its fetcher's CancelledError while the broker is away: that is not ours."""
+    try:
+        await step
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("stopping the %s: the Kafka client was cancelled internally; ignored", what)
+    except Exception:
+        log.exception("stopping the %s failed; going on with shutdown", what)
 
 
 def _mount_tail() -> None:

@@ -162,22 +162,30 @@ class EventProducer:
             self._task = asyncio.create_task(self._run(), name="relayguard-producer")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Try to deliver what is pending for up to `timeout` s (`outage_stop_grace` s when
-        Kafka is away), then stop. Whatever is not acknowledged stays in the spool."""
+        """Try to deliver what is pending for up to `timeout` s, or `outage_stop_grace` s once
+        Kafka is seen away (a send unconfirmed for 1 s counts while stopping), then stop.
+        Whatever is not acknowledged stays in the spool for the next start."""
         self._stopping = True
         self._wake.set()
-        away = self._stalled or self._failing
-        if self._task is not None:
-            grace = min(timeout, self.outage_stop_grace) if away else timeout
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), grace)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = self._task
+        if task is not None:
+            while not task.done():
+                limit = started + timeout
+                if self._stalled or self._failing:
+                    limit = min(limit, started + self.outage_stop_grace)
+                left = limit - loop.time()
+                if left <= 0:
+                    task.cancel()
+                    break
+                await asyncio.wait({task}, timeout=min(left, 0.2))
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             self._task = None
         if self._kafka is not None:
             # aiokafka's stop() flushes and, with idempotence, waits for a broker forever
+            away = self._stalled or self._failing
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._kafka.stop(),
                                        self.outage_stop_grace if away else 5.0)
@@ -273,12 +281,17 @@ class EventProducer:
         done = 0
         try:
             for fut in futures:
+                waited = 0.0
                 while True:
+                    step = min(self.stall_timeout, 0.5)
                     try:
-                        await asyncio.wait_for(asyncio.shield(fut), self.stall_timeout)
+                        await asyncio.wait_for(asyncio.shield(fut), step)
                         break
                     except TimeoutError:
-                        self._stall()
+                        waited += step
+                        if waited >= (min(self.stall_timeout, 1.0) if self._stopping
+                                      else self.stall_timeout):
+                            self._stall()
                 done += 1
         except Exception as exc:  # not retriable (aiokafka gave up): retried from the spool
             self._note_failure(exc)
