@@ -140,7 +140,10 @@ class PolicyParser:
         """The unfinished line alone, or with the request it belongs to, is over its cap."""
         if len(self._buf) > self.max_line:
             raise ProtocolError(f"line longer than {self.max_line} bytes")
-        if self._req_bytes + len(self._buf) > self.max_request_bytes:
+        tail = len(self._buf)
+        if tail == 1 and self._buf[0] == 13:  # a lone CR may be the CRLF ending the request
+            tail = 0
+        if self._req_bytes + tail > self.max_request_bytes:
             raise ProtocolError(f"request longer than {self.max_request_bytes} bytes")
 
     def _lines(self, lines: list[bytes]) -> list[PolicyRequest]:
