@@ -282,7 +282,7 @@ class EventProducer:
         try:
             for fut in futures:
                 waited = 0.0
-                while True:
+                while not fut.done():  # most are, by the time the batch is handed over
                     step = min(self.stall_timeout, 0.5)
                     try:
                         await asyncio.wait_for(asyncio.shield(fut), step)
@@ -292,6 +292,7 @@ class EventProducer:
                         if waited >= (min(self.stall_timeout, 1.0) if self._stopping
                                       else self.stall_timeout):
                             self._stall()
+                fut.result()  # raises what aiokafka gave up with
                 done += 1
         except Exception as exc:  # not retriable (aiokafka gave up): retried from the spool
             self._note_failure(exc)
