@@ -6,10 +6,12 @@ after broker and hook are restarted, in per-user order; repeats stay within one 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import socket
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -28,6 +30,19 @@ RELAY = "relay-outage"
 USERS = ("alice", "bob", "carol")
 BEFORE, DURING = 30, 300  # events with the broker up, then during the outage
 MAX_REPEATS = 256  # EventProducer.batch: at most one unacknowledged batch is sent again
+
+
+def _aiokafka_lines(log_text: str) -> list[list[datetime]]:
+    """Per hook run (each starts by logging its open-file limit), the times of aiokafka's
+    log lines."""
+    runs: list[list[datetime]] = []
+    for line in log_text.splitlines():
+        if "open-file limit:" in line:
+            runs.append([])
+        parts = line.split(" ", 4)
+        if runs and len(parts) > 3 and parts[3].startswith("aiokafka"):
+            runs[-1].append(datetime.strptime(f"{parts[0]} {parts[1]}", "%Y-%m-%d %H:%M:%S,%f"))
+    return runs
 
 
 def _send(port: int, first: int, n: int, pace: float) -> list[str]:
@@ -103,3 +118,9 @@ def test_hook_stopped_during_outage_loses_nothing(
         assert times == sorted(times), f"{user}: out of order"
     if how == "SIGTERM":
         assert "stopped with" in first_log and "in the spool" in first_log
+    # aiokafka's outage flood is throttled to one line per 5 s in each hook process
+    runs = _aiokafka_lines(log_path.read_text())
+    print(f"aiokafka lines per hook run: {[len(r) for r in runs]}")
+    for times in runs:
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+        assert all(g >= 4.9 for g in gaps), f"aiokafka lines closer than 5 s: {gaps}"
