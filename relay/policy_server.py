@@ -29,6 +29,7 @@ from pathlib import Path
 
 from relayguard.foundation.errors import ConfigError
 from relayguard.relay.lock_book import LockView
+from relayguard.relay.log_throttle import RateLimitFilter
 from relayguard.relay.policy_protocol import (
     DUNNO,
     MAX_ATTRIBUTES,
@@ -44,6 +45,10 @@ from relayguard.relay.policy_protocol import (
 from relayguard.stream.records import Event
 
 log = logging.getLogger(__name__)
+# misbehaving clients: under attack these come by the hundred a second, so one line per 5 s
+# (with the count held back); the ServerStats counters stay exact
+clients_log = logging.getLogger(__name__ + ".clients")
+clients_log.addFilter(RateLimitFilter(5.0))
 
 Publish = Callable[[Event], bool]
 
@@ -293,34 +298,35 @@ class _Connection(asyncio.Protocol):
             requests = self.parser.feed(data)
         except ProtocolError as exc:
             srv.stats.protocol_errors += 1
-            log.warning("policy client %s: protocol error (%s); closing without reply",
-                        self.peer, exc)
+            clients_log.warning("policy client %s: protocol error (%s); closing without "
+                                "reply", self.peer, exc)
             self.close()
             return
         now = time.monotonic()
         if requests:
             out = bytearray()
+            failed = False
             try:
                 for req in requests:
                     if req.request != "smtpd_access_policy":
                         srv.stats.protocol_errors += 1
-                        log.warning("policy client %s: unsupported request=%r; closing",
-                                    self.peer, req.request)
+                        clients_log.warning("policy client %s: unsupported request=%r; "
+                                            "closing", self.peer, req.request)
+                        failed = True
                         break
                     out += format_reply(srv._answer(req))
-                else:
-                    req = None
             except Exception:  # a bug must not kill the server: Postfix uses default_action
                 log.exception("policy connection from %s failed; closing it", self.peer)
-                req = requests[0]
-            if out:
+                failed = True
+            if out:  # the answers before the trouble still count
                 self.transport.write(bytes(out))
-            if req is not None:
+            if failed:
                 self.close()
                 return
             if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                 srv.stats.slow_readers_closed += 1
-                log.warning("policy client %s does not read its answers; closing", self.peer)
+                clients_log.warning("policy client %s does not read its answers; closing",
+                                    self.peer)
                 self.close()
                 return
             self.last_active = now
@@ -364,16 +370,16 @@ class _Connection(asyncio.Protocol):
             due = self.request_started + srv.request_deadline
             if now >= due:
                 srv.stats.deadline_closed += 1
-                log.info("policy client %s: request unfinished after %gs; closing", self.peer,
-                         srv.request_deadline)
+                clients_log.info("policy client %s: request unfinished after %gs; closing",
+                                 self.peer, srv.request_deadline)
                 self.close()
                 return
         else:
             due = self.last_active + srv.idle_timeout
             if now >= due:
                 srv.stats.idle_closed += 1
-                log.info("policy client %s idle for %.0fs; closing", self.peer,
-                         srv.idle_timeout)
+                clients_log.info("policy client %s idle for %.0fs; closing", self.peer,
+                                 srv.idle_timeout)
                 self.close()
                 return
         self._arm(due)
