@@ -114,13 +114,13 @@ def test_hook_stopped_during_outage_loses_nothing(
         for e in events:
             if e["user"] == user:
                 seen.setdefault(e["event_id"], e["event_time"])
-        times = list(seen.values())
-        assert times == sorted(times), f"{user}: out of order"
+        order = list(seen.values())
+        assert order == sorted(order), f"{user}: out of order"
     if how == "SIGTERM":
         assert "stopped with" in first_log and "in the spool" in first_log
     # aiokafka's outage flood is throttled to one line per 5 s in each hook process
     runs = _aiokafka_lines(log_path.read_text())
     print(f"aiokafka lines per hook run: {[len(r) for r in runs]}")
-    for times in runs:
-        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    for run in runs:
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(run)]
         assert all(g >= 4.9 for g in gaps), f"aiokafka lines closer than 5 s: {gaps}"
