@@ -6,7 +6,10 @@ N persistent connections each send requests one after another (as Postfix smtpd 
 waiting for every answer. Measured in the same run:
   baseline : asyncio server that answers `action=DUNNO` per empty line, without parsing;
   relayguard: relay.policy_server.PolicyServer with 10 000 locks in its book (1 in 10 requests
-              is for a locked user), END-OF-MESSAGE requests publishing to a no-op sink.
+              is for a locked user), END-OF-MESSAGE requests publishing to a no-op sink;
+  +spool    : the same, publishing through relay.producer.EventProducer: every send event is
+              written ahead to the disk spool (a tmp dir) before the answer, and a stand-in
+              Kafka client acknowledges at once (what is measured is the write-ahead, not Kafka).
 Each server runs in its own process so client and server do not share one core.
 """
 
@@ -47,7 +50,7 @@ def _baseline_server(ready: Connection) -> None:
     asyncio.run(main())
 
 
-def _relayguard_server(ready: Connection) -> None:
+def _relayguard_server(ready: Connection, spool: bool = False) -> None:
     from relayguard.relay.lock_book import LockBook
     from relayguard.relay.policy_protocol import DecisionConfig
     from relayguard.relay.policy_server import ListenAddress, PolicyServer
@@ -62,13 +65,43 @@ def _relayguard_server(ready: Connection) -> None:
         return True
 
     async def main() -> None:
+        publish: Callable[[Event], bool] = sink
+        if spool:
+            import tempfile
+            from pathlib import Path
+
+            from relayguard.relay.producer import EventProducer
+
+            producer = EventProducer("bench:0", "events", Path(tempfile.mkdtemp()) / "spool",
+                                     producer_factory=_InstantKafka)
+            await producer.start()
+            publish = producer.publish_nowait
         srv = PolicyServer(ListenAddress("inet", "127.0.0.1", 0), book, DecisionConfig(),
-                           "bench", publish=sink)
+                           "bench", publish=publish)
         await srv.start()
         ready.send(srv.bound.port)
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+def _relayguard_spool_server(ready: Connection) -> None:
+    _relayguard_server(ready, spool=True)
+
+
+class _InstantKafka:
+    """Stands in for AIOKafkaProducer: every send is acknowledged at once."""
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
 
 
 async def _client(port: int, conn: int, n: int, lat: list[float]) -> None:
@@ -118,6 +151,7 @@ def main() -> None:
     args = ap.parse_args()
     _run("baseline", _baseline_server, args.connections, args.requests)
     _run("relayguard", _relayguard_server, args.connections, args.requests)
+    _run("+spool", _relayguard_spool_server, args.connections, args.requests)
 
 
 if __name__ == "__main__":

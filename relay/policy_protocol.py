@@ -20,6 +20,9 @@ from relayguard.stream.records import SendEvent
 
 MAX_LINE = 8 * 1024
 MAX_ATTRIBUTES = 256
+# A Postfix request is ~1 KiB (30-odd attributes); 16 KiB leaves room for long certificate
+# subjects and bounds the memory an unfinished request can hold.
+MAX_REQUEST_BYTES = 16 * 1024
 _NAME = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
 DUNNO = "DUNNO"
 # names Postfix 3.x sends: skip the regex for them (hot path)
@@ -96,12 +99,15 @@ class PolicyRequest:
 class PolicyParser:
     """Feed it bytes as they arrive; get back the requests completed so far."""
 
-    def __init__(self, max_line: int = MAX_LINE, max_attributes: int = MAX_ATTRIBUTES) -> None:
+    def __init__(self, max_line: int = MAX_LINE, max_attributes: int = MAX_ATTRIBUTES,
+                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.max_line = max_line
         self.max_attributes = max_attributes
+        self.max_request_bytes = max_request_bytes
         self._buf = bytearray()
         self._attrs: dict[str, str] = {}
         self._count = 0
+        self._req_bytes = 0  # bytes of the current request in complete lines
         self._dead = False
 
     @property
@@ -115,35 +121,48 @@ class PolicyParser:
         try:
             self._buf += data
             if b"\n" not in data:  # common with tiny reads: no line completed
-                if len(self._buf) > self.max_line:
-                    raise ProtocolError(f"line longer than {self.max_line} bytes")
+                self._check_tail()
                 return []
             last = self._buf.rindex(b"\n")
             chunk = bytes(self._buf[:last])
             del self._buf[: last + 1]
-            if len(self._buf) > self.max_line:
-                raise ProtocolError(f"line longer than {self.max_line} bytes")
             if b"\0" in chunk:
                 raise ProtocolError("NUL byte in the request")
-            return self._lines(chunk.split(b"\n"))
+            out = self._lines(chunk.split(b"\n"))
+            self._check_tail()
+            return out
         except ProtocolError:
             self._dead = True
             self._buf.clear()
             raise
+
+    def _check_tail(self) -> None:
+        """The unfinished line alone, or with the request it belongs to, is over its cap."""
+        if len(self._buf) > self.max_line:
+            raise ProtocolError(f"line longer than {self.max_line} bytes")
+        tail = len(self._buf)
+        if tail == 1 and self._buf[0] == 13:  # a lone CR may be the CRLF ending the request
+            tail = 0
+        if self._req_bytes + tail > self.max_request_bytes:
+            raise ProtocolError(f"request longer than {self.max_request_bytes} bytes")
 
     def _lines(self, lines: list[bytes]) -> list[PolicyRequest]:
         # the hot loop of the policy service: locals only, no per-line method calls
         out: list[PolicyRequest] = []
         attrs, count, max_line, max_attrs = self._attrs, self._count, self.max_line, \
             self.max_attributes
+        size, max_size = self._req_bytes, self.max_request_bytes
         for line in lines:
             if not line or line == b"\r":
                 if count:  # a stray empty line is no request; Postfix never sends one
                     out.append(PolicyRequest(attrs))
-                    attrs, count = {}, 0
+                    attrs, count, size = {}, 0, 0
                 continue
             if len(line) > max_line:
                 raise ProtocolError(f"line longer than {max_line} bytes")
+            size += len(line) + 1
+            if size > max_size:
+                raise ProtocolError(f"request longer than {max_size} bytes")
             if line[-1] == 13:  # tolerate CRLF
                 line = line[:-1]
             name, eq, value = line.partition(b"=")
@@ -157,7 +176,7 @@ class PolicyParser:
                 raise ProtocolError(f"more than {max_attrs} attributes in one request")
             # values may be any bytes Postfix saw (HELO names, addresses): never fail on them
             attrs[key] = value.decode("utf-8", "replace")
-        self._attrs, self._count = attrs, count
+        self._attrs, self._count, self._req_bytes = attrs, count, size
         return out
 
 

@@ -1,17 +1,22 @@
 """Publish relay events to Kafka without ever blocking the caller and without losing events.
 
-Path of an event: `publish_nowait()` puts it on a bounded in-RAM queue; one sender task sends it
-(aiokafka, acks=all, idempotent, key = user or client IP). If Kafka is unreachable or a send
-fails, the event and everything queued behind it go to the disk spool (relay/spool.py); while the
-spool holds anything, new events go to the spool too, so per-user order is kept. A send already
-handed to aiokafka when the broker goes away stays there (the idempotent producer retries it
-until the broker is back, without duplicates); meanwhile new events go to the spool. When Kafka is
-back the sender replays the spool, oldest first, then returns to the queue path. A full queue
-spills to the spool instead of blocking. A full spool refuses new events loudly (ERROR log, the
+Write-ahead: `publish_nowait()` appends the event to the disk spool (relay/spool.py) and flushes
+it to the OS before it returns True, so an accepted event survives SIGTERM and SIGKILL of this
+process alike (an OS crash or power cut may lose up to `fsync_interval` of them). One sender
+task reads the spool oldest first, hands up to `batch` records to aiokafka (acks=all,
+idempotent, key = user or client IP) and commits the spool cursor only once Kafka has
+acknowledged them. Nothing is held in RAM only, and there is no queue to lose.
+
+If Kafka is unreachable, a send fails or is not acknowledged within `stall_timeout` (idempotent
+aiokafka retries a handed-over record until the broker is back), the producer reports
+`spooling` and keeps retrying; events accepted meanwhile simply wait on disk in publish order,
+so per-user order is kept. A full spool refuses new events loudly (ERROR log, the
 `dropped_full` counter, state `spool_full`); it never truncates what it holds.
 
-Delivery is at-least-once: a send that timed out may still have reached Kafka and is spooled
-anyway; consumers drop duplicates by event_id.
+Delivery is at-least-once. A hook stopped or killed while a batch is handed over but not yet
+acknowledged sends that batch again at its next start: at most `batch` (default 256) events are
+repeated per stop, all from one contiguous stretch of the spool, which the worker's ring of the
+last 256 event ids per user removes.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from relayguard.relay.spool import Spool
+from relayguard.relay.spool import Spool, SpoolRecord
 from relayguard.stream.codec import encode_event
 from relayguard.stream.records import Event
 
@@ -38,14 +45,15 @@ ProducerFactory = Callable[[], Any]  # returns an object with aiokafka's produce
 
 @dataclass(slots=True)
 class ProducerStats:
-    sent: int = 0  # delivered straight from the queue
-    spooled: int = 0  # written to the disk spool
-    replayed: int = 0  # delivered from the spool
+    accepted: int = 0  # written ahead to the spool (every event publish_nowait took)
+    sent: int = 0  # delivered without waiting for an outage to end
+    spooled: int = 0  # accepted events that had to wait on disk (outage, or backlog behind one)
+    replayed: int = 0  # delivered after such a wait, or left from an earlier run
     dropped_full: int = 0  # refused because the spool was full
     send_failures: int = 0
     spool_errors: int = 0  # events lost because the spool could not be written (disk, perms)
     spool_bytes: int = 0
-    queue_depth: int = 0
+    queue_depth: int = 0  # accepted, not yet acknowledged by Kafka
     state: State = "starting"
 
 
@@ -61,26 +69,31 @@ class EventProducer:
         topic: str,
         spool_dir: Path,
         *,
-        queue_size: int = 10_000,
         spool_max_bytes: int = 1 << 30,
         fsync_interval: float = 1.0,
         retry_interval: float = 2.0,
         stall_timeout: float = 5.0,
         request_timeout_ms: int = 10_000,
-        batch: int = 500,
+        batch: int = 256,
+        outage_stop_grace: float = 2.0,
         producer_factory: ProducerFactory | None = None,
         kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if not 1 <= batch <= 256:
+            # the worker dedupes re-sends with a ring of 256 ids per user: stay inside it
+            raise ValueError(f"batch must be 1..256, not {batch}")
         self.bootstrap = bootstrap
         self.topic = topic
         self.retry_interval = retry_interval
         self.stall_timeout = stall_timeout
         self.request_timeout_ms = request_timeout_ms
         self.batch = batch
+        self.fsync_interval = fsync_interval
+        self.outage_stop_grace = outage_stop_grace
         self._factory = producer_factory or self._aiokafka_producer
         self._kafka_options = dict(kafka_options or {})  # SASL/TLS (foundation.kafka_clients)
-        self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, fsync_interval=fsync_interval)
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
+        self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, fsync_interval=fsync_interval,
+                            auto_sync=False)
         self._stats = ProducerStats()
         self._kafka: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -90,8 +103,14 @@ class EventProducer:
         self._full_since_log = 0
         self._failing = False
         self._stalled = False  # sends handed to aiokafka are not confirming: broker away
-        self._inflight: list[Item] = []  # direct sends awaiting confirmation
+        # per accepted record of this run, oldest first, run-length encoded: did it wait?
+        self._waited: deque[list[Any]] = deque()
+        self._pending = 0  # accepted this run, not acknowledged
+        self._backlog = 0  # of those, how many waited on disk
+        # records up to here are from an earlier run (count as replayed); None = none left
+        self._prior_end: tuple[int, int] | None = None
         if not self._spool.is_empty():
+            self._prior_end = self._spool.tail()
             log.warning("spool %s holds %d bytes from an earlier run; replaying them first",
                         spool_dir, self._spool.pending_bytes())
 
@@ -101,7 +120,7 @@ class EventProducer:
     def stats(self) -> ProducerStats:
         s = self._stats
         s.spool_bytes = self._spool.pending_bytes()
-        s.queue_depth = self._queue.qsize()
+        s.queue_depth = self._pending
         return s
 
     @property
@@ -109,117 +128,150 @@ class EventProducer:
         return self._stats.state
 
     def publish_nowait(self, event: Event) -> bool:
-        """Accept an event (queue or spool) without awaiting anything. False = refused (spool
-        full); the refusal is already logged and counted."""
+        """Accept an event (written ahead to the spool) without awaiting anything. True = on
+        disk (OS page cache); False = refused (spool full or unwritable), already logged and
+        counted."""
         return self.publish_raw(event_key(event), encode_event(event))
 
     async def publish(self, event: Event) -> bool:
         return self.publish_nowait(event)
 
     def publish_raw(self, key: bytes, value: bytes) -> bool:
-        if self._stopping and self._task is None:
-            return self._to_spool(key, value)
-        if self._stalled or not self._spool.is_empty():
-            return self._to_spool(key, value)
-        try:
-            self._queue.put_nowait((key, value))
-        except asyncio.QueueFull:
-            # spill the whole queue first so the spool keeps publish order
-            self._spill_queue()
-            return self._to_spool(key, value)
+        if not self._to_spool(key, value):
+            return False
+        waits = (self._task is None or self._stalled or self._failing or self._backlog > 0
+                 or self._prior_end is not None)
+        self._stats.accepted += 1
+        self._pending += 1
+        if waits:
+            self._backlog += 1
+            self._stats.spooled += 1
+            if self._stats.state in ("ok", "starting"):
+                self._stats.state = "spooling"
+                log.warning("Kafka unavailable or behind: events wait in the spool %s",
+                            self._spool.dir)
+        if self._waited and self._waited[-1][0] is waits:
+            self._waited[-1][1] += 1
+        else:
+            self._waited.append([waits, 1])
+        self._wake.set()
         return True
 
     async def start(self) -> None:
-        """Start the sender. Never fails because Kafka is down: events then go to the spool."""
+        """Start the sender. Never fails because Kafka is down: events then wait in the spool."""
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="relayguard-producer")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Flush: try to deliver what is queued for up to `timeout` s, spool the rest."""
+        """Try to deliver what is pending for up to `timeout` s, or `outage_stop_grace` s once
+        Kafka is seen away (a send unconfirmed for 1 s counts while stopping), then stop.
+        Whatever is not acknowledged stays in the spool for the next start."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = self._task
+        if task is not None:
+            while not task.done():
+                limit = started + timeout
+                if self._stalled or self._failing:
+                    limit = min(limit, started + self.outage_stop_grace)
+                left = limit - loop.time()
+                if left <= 0:
+                    task.cancel()
+                    break
+                await asyncio.wait({task}, timeout=min(left, 0.2))
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             self._task = None
-        self._spill_queue()
-        if self._inflight:  # handed to aiokafka but unconfirmed: keep them (may duplicate)
-            self._spool.prepend(self._inflight)
-            self._stats.spooled += len(self._inflight)
-            self._inflight = []
         if self._kafka is not None:
             # aiokafka's stop() flushes and, with idempotence, waits for a broker forever
+            away = self._stalled or self._failing
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._kafka.stop(), 5.0)
+                await asyncio.wait_for(self._kafka.stop(),
+                                       self.outage_stop_grace if away else 5.0)
             self._kafka = None
         self._spool.close()
+        if self._pending:
+            log.info("stopped with %d event(s) in the spool %s; they are sent at the next "
+                     "start", self._pending, self._spool.dir)
         self._stats.state = "stopped"
 
     # ---- sender --------------------------------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
-            if not self._queue.empty():
-                batch = [self._queue.get_nowait() for _ in range(min(self.batch,
-                                                                      self._queue.qsize()))]
-                if not await self._send_direct(batch) and not self._stopping:
-                    await self._pause()
-            elif not self._spool.is_empty():
-                if not await self._replay_some():
+            recs = self._spool.read(max_records=self.batch)
+            if recs:
+                done = await self._send([(r.key, r.value) for r in recs])
+                if done:
+                    last = recs[done - 1]
+                    self._spool.commit(last.seq, last.end)
+                    self._delivered(recs[:done])
+                if done < len(recs):
+                    self._all_wait()
+                    self._set_state()
                     if self._stopping:
-                        return  # stays on disk; replayed at next start
+                        return  # stays on disk; sent at the next start
                     await self._pause()
-            elif self._stopping:
+                else:
+                    self._set_state()
+                continue
+            if self._stopping:
                 return
+            await self._maybe_fsync()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.fsync_interval)
+
+    async def _maybe_fsync(self) -> None:
+        if not self._spool.sync_due():
+            return
+        fd = self._spool.sync_fd()
+        if fd is not None:  # in a thread: a slow disk must not stall the policy answers
+            await asyncio.to_thread(_fsync_close, fd)
+
+    def _delivered(self, recs: list[SpoolRecord]) -> None:
+        for r in recs:
+            if self._prior_end is not None and (r.seq, r.end) <= self._prior_end:
+                self._stats.replayed += 1
+                if (r.seq, r.end) == self._prior_end:
+                    self._prior_end = None
+                continue
+            self._prior_end = None
+            if not self._waited:  # cannot happen: every record of this run was counted
+                continue
+            head = self._waited[0]
+            waited = head[0]
+            head[1] -= 1
+            if not head[1]:
+                self._waited.popleft()
+            self._pending -= 1
+            if waited:
+                self._backlog -= 1
+                self._stats.replayed += 1
             else:
-                self._spool.maybe_sync()
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                self._stats.sent += 1
+        if self._backlog == 0 and self._prior_end is None and self._stats.replayed and \
+                self._stats.state != "ok":
+            log.info("spool drained: %d events replayed so far", self._stats.replayed)
 
-    async def _send_direct(self, batch: list[Item]) -> bool:
-        self._inflight = batch
-        done = await self._send(batch)
-        self._inflight = []
-        self._stats.sent += done
-        if done < len(batch):
-            # older than anything spooled meanwhile, so it goes before it
-            failed = batch[done:]
-            self._spill_queue()
-            self._spool.prepend(failed)
-            self._stats.spooled += len(failed)
-            self._set_state()
-            return False
-        self._set_state()
-        return True
-
-    async def _replay_some(self) -> bool:
-        recs = self._spool.read(max_records=self.batch)
-        if not recs:
-            self._set_state()
-            return True
-        done = await self._send([(r.key, r.value) for r in recs])
-        if done:
-            last = recs[done - 1]
-            self._spool.commit(last.seq, last.end)
-            self._stats.replayed += done
-            if self._spool.is_empty():
-                log.info("spool drained: %d events replayed so far", self._stats.replayed)
-        self._set_state()
-        return done == len(recs)
+    def _all_wait(self) -> None:
+        """Kafka is away: every pending record now waits on disk (for stats and state)."""
+        for run in self._waited:
+            if not run[0]:
+                run[0] = True
+                self._backlog += run[1]
+                self._stats.spooled += run[1]
 
     async def _send(self, items: list[Item]) -> int:
         """Send in order; return how many from the front were delivered.
 
         With idempotence aiokafka retries a handed-over record until the broker takes it (it
         never expires it), so a send that is not confirmed within `stall_timeout` means the
-        broker is away: we flag a stall (new events then go to the spool) and keep waiting.
-        Spooling the unconfirmed records instead would deliver them twice."""
+        broker is away: we flag a stall and keep waiting (re-sending would deliver twice).
+        stop() cancels this wait; the records are still in the spool."""
         if self._kafka is None and not await self._connect():
             return 0
         futures = []
@@ -231,14 +283,20 @@ class EventProducer:
         done = 0
         try:
             for fut in futures:
-                while True:
+                waited = 0.0
+                while not fut.done():  # most are, by the time the batch is handed over
+                    step = min(self.stall_timeout, 0.5)
                     try:
-                        await asyncio.wait_for(asyncio.shield(fut), self.stall_timeout)
+                        await asyncio.wait_for(asyncio.shield(fut), step)
                         break
                     except TimeoutError:
-                        self._stall()
+                        waited += step
+                        if waited >= (min(self.stall_timeout, 1.0) if self._stopping
+                                      else self.stall_timeout):
+                            self._stall()
+                fut.result()  # raises what aiokafka gave up with
                 done += 1
-        except Exception as exc:  # not retriable (aiokafka gave up): caller spools the rest
+        except Exception as exc:  # not retriable (aiokafka gave up): retried from the spool
             self._note_failure(exc)
         if self._stalled:
             log.warning("Kafka at %s accepts events again", self.bootstrap)
@@ -251,19 +309,19 @@ class EventProducer:
         if not self._stalled:
             self._stalled = True
             self._note_failure(TimeoutError(f"no broker acknowledgement in {self.stall_timeout}s"))
-            self._spill_queue()
+            self._all_wait()
             self._set_state()
 
     async def _connect(self) -> bool:
         producer = self._factory()
         try:
             # Bounded: aiokafka's idempotent start retries the producer-id request forever when
-            # the broker dies between bootstrap and that request; we must spool meanwhile.
+            # the broker dies between bootstrap and that request; we must keep spooling.
             await asyncio.wait_for(producer.start(), self.request_timeout_ms / 1000 + 2)
         except Exception as exc:
             self._note_failure(exc)
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await asyncio.wait_for(producer.stop(), 2.0)
             return False
         self._kafka = producer
         log.info("connected to Kafka at %s, publishing to %s", self.bootstrap, self.topic)
@@ -285,23 +343,15 @@ class EventProducer:
 
     # ---- spool side ----------------------------------------------------------------------------
 
-    def _spill_queue(self) -> None:
-        while not self._queue.empty():
-            key, value = self._queue.get_nowait()
-            self._to_spool(key, value)
-
     def _to_spool(self, key: bytes, value: bytes) -> bool:
         try:
             appended = self._spool.append(key, value)
         except OSError as exc:  # disk full, permissions: as loud as a full spool
             self._stats.spool_errors += 1
-            log.error("cannot write to spool %s (%s): event LOST", self._spool.dir, exc)
+            log.error("cannot write to spool %s (%s): event REFUSED and LOST", self._spool.dir,
+                      exc)
             return False
         if appended:
-            self._stats.spooled += 1
-            if self._stats.state in ("ok", "starting"):
-                self._stats.state = "spooling"
-                log.warning("Kafka unavailable or behind: spooling events to %s", self._spool.dir)
             return True
         self._stats.dropped_full += 1
         self._full_since_log += 1
@@ -323,12 +373,13 @@ class EventProducer:
         self._stats.send_failures += 1
         # one WARNING per outage, then DEBUG, so a long outage does not flood the log
         level = logging.DEBUG if self._failing else logging.WARNING
-        log.log(level, "Kafka at %s unavailable (%s: %s); events go to the spool, retrying "
+        log.log(level, "Kafka at %s unavailable (%s: %s); events wait in the spool, retrying "
                 "every %gs", self.bootstrap, type(exc).__name__, exc, self.retry_interval)
         self._failing = True
 
     def _set_state(self) -> None:
-        if self._spool.is_empty() and self._queue.empty() and not self._stalled:
+        if self._backlog == 0 and self._prior_end is None and not self._stalled \
+                and not self._failing:
             if self._stats.state != "ok":
                 log.info("Kafka publishing healthy")
             self._stats.state = "ok"
@@ -337,3 +388,10 @@ class EventProducer:
             and self._spool.pending_bytes() < 0.9 * self._spool.max_bytes
         ):
             self._stats.state = "spooling"
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

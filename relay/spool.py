@@ -5,8 +5,11 @@ file (`<seq> <offset>`) saying how far the lowest segment has been replayed. Rec
 oldest segment first, so replay keeps publish order. A record is only dropped from disk after
 `commit()`, so a crash during replay re-sends (consumers dedupe by event_id) but never loses.
 
-Writes are flushed to the OS on every append (survives a process crash) and fsync'd on a cadence
-(`fsync_interval`; an OS crash may lose the last interval). The spool never truncates itself:
+Writes are flushed to the OS on every append (survives a process crash, SIGKILL included) and
+fsync'd on a cadence (`fsync_interval`; an OS crash may lose the last interval). With
+`auto_sync=False` the owner calls `sync_fd()` instead, e.g. from a thread, so the fsync does
+not stall its event loop. Segment numbers only grow within a run, so a stale cursor can never
+point into a newer segment. The spool never truncates itself:
 once `max_bytes` would be exceeded, `append` refuses and returns False; the caller reports it.
 All methods are synchronous and quick; the producer calls them from its event loop.
 """
@@ -45,11 +48,13 @@ class Spool:
         max_bytes: int = 1 << 30,
         segment_bytes: int = 16 << 20,
         fsync_interval: float = 1.0,
+        auto_sync: bool = True,
     ) -> None:
         self.dir = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.fsync_interval = fsync_interval
+        self.auto_sync = auto_sync
         self.dir.mkdir(parents=True, exist_ok=True)
         self.corrupt_lines = 0
         self._writer: BinaryIO | None = None
@@ -61,7 +66,12 @@ class Spool:
             seq = int(p.name[len(_SEG_PREFIX) : -len(_SEG_SUFFIX)])
             self._sizes[seq] = self._repair_tail(p)
         self._cursor_seq, self._cursor_off = self._load_cursor()
+        self._high_seq = max([*self._sizes, self._cursor_seq, _FIRST_SEQ - 1])
         self._drop_consumed()
+        if self._cursor_seq not in self._sizes and (self._cursor_seq or self._cursor_off):
+            # a kill between unlinking a replayed segment and saving the cursor: start afresh
+            self._cursor_seq, self._cursor_off = 0, 0
+            self._save_cursor()
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -88,8 +98,16 @@ class Spool:
         assert self._writer_seq is not None
         self._sizes[self._writer_seq] += len(line)
         self._dirty = True
-        self.maybe_sync()
+        if self.auto_sync:
+            self.maybe_sync()
         return True
+
+    def tail(self) -> tuple[int, int]:
+        """(segment, offset) just past the newest record: records at or before it exist now."""
+        if not self._sizes:
+            return (0, 0)
+        seq = max(self._sizes)
+        return (seq, self._sizes[seq])
 
     def prepend(self, records: list[tuple[bytes, bytes]]) -> bool:
         """Put records *before* everything spooled (sends that failed while newer events were
@@ -120,6 +138,18 @@ class Spool:
             os.fsync(self._writer.fileno())
         self._dirty = False
         self._last_fsync = time.monotonic()
+
+    def sync_due(self) -> bool:
+        return self._dirty and time.monotonic() - self._last_fsync >= self.fsync_interval
+
+    def sync_fd(self) -> int | None:
+        """For `auto_sync=False`: a duplicate of the tail segment's descriptor to fsync (and
+        close) elsewhere, or None when nothing is dirty. Its data was flushed on append."""
+        if self._writer is None or not self._dirty:
+            return None
+        self._dirty = False
+        self._last_fsync = time.monotonic()
+        return os.dup(self._writer.fileno())
 
     def close(self) -> None:
         self.sync()
@@ -160,11 +190,9 @@ class Spool:
     def _tail_writer(self, need: int) -> BinaryIO:
         """The newest segment, opened for append; a new one once it would pass segment_bytes."""
         newest = max(self._sizes) if self._sizes else None
-        if newest is None:
-            seq = _FIRST_SEQ
-            self._sizes[seq] = 0
-        elif self._sizes[newest] and self._sizes[newest] + need > self.segment_bytes:
-            seq = max(newest + 1, _FIRST_SEQ)
+        if newest is None or newest < _FIRST_SEQ or (
+                self._sizes[newest] and self._sizes[newest] + need > self.segment_bytes):
+            seq = self._high_seq = self._high_seq + 1
             self._sizes[seq] = 0
         else:
             seq = newest

@@ -97,8 +97,10 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
     from relayguard.relay.checkpoint import CheckpointStore
     from relayguard.relay.log_follower import LogFollower
     from relayguard.relay.log_parser import LogParser
+    from relayguard.relay.log_throttle import throttle_aiokafka_logs
     from relayguard.relay.producer import EventProducer
 
+    throttle_aiokafka_logs()  # one aiokafka line every few seconds during an outage
     producer = EventProducer(bootstrap, topic, spool_dir, kafka_options=kafka_options)
     follower = LogFollower(files, LogParser(relay_id, tz=tz), producer,
                            CheckpointStore(checkpoint_dir), from_end=from_end,

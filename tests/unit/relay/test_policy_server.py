@@ -134,3 +134,82 @@ async def test_address_in_use_is_a_config_error(tmp_path: Path) -> None:
             await tcp.stop()
     finally:
         await first.stop()
+
+
+async def _closed(r: asyncio.StreamReader, timeout: float = 5.0) -> bool:
+    try:
+        return await asyncio.wait_for(r.read(), timeout) == b""
+    except ConnectionResetError:  # abort() resets
+        return True
+
+
+async def test_cap_evicts_the_longest_idle_connection() -> None:
+    srv = PolicyServer(ListenAddress("inet", "127.0.0.1", 0), LockBook(), DecisionConfig(), "r",
+                       max_connections=20)
+    await srv.start()
+    try:
+        assert srv.max_connections == 20
+        conns = [await _open(srv) for _ in range(20)]
+        for r, w in conns[1:]:  # all but the first answered a request: the first is idlest
+            w.write(_req("alice"))
+            assert await _reply(r) == b"action=DUNNO\n\n"
+        r, w = await _open(srv)  # one over the cap
+        w.write(_req("alice"))
+        assert await _reply(r) == b"action=DUNNO\n\n"
+        assert await _closed(conns[0][0])
+        assert srv.stats.evicted == 1 and srv.stats.open_connections == 20
+        conns[1][1].write(_req("bob"))  # the others are still served
+        assert await _reply(conns[1][0]) == b"action=DUNNO\n\n"
+        for _, cw in conns:
+            cw.close()
+        w.close()
+    finally:
+        await srv.stop()
+
+
+async def test_unfinished_request_is_closed_at_its_deadline() -> None:
+    srv = PolicyServer(ListenAddress("inet", "127.0.0.1", 0), LockBook(), DecisionConfig(), "r",
+                       request_deadline=0.3)
+    await srv.start()
+    try:
+        idle_r, idle_w = await _open(srv)  # idle but not mid-request: left alone
+        r, w = await _open(srv)
+        for b in _req("alice")[:40]:  # trickle
+            w.write(bytes([b]))
+            await w.drain()
+            if r.at_eof():
+                break
+            await asyncio.sleep(0.02)
+        assert await _closed(r)
+        assert srv.stats.deadline_closed == 1
+        idle_w.write(_req("alice"))
+        assert await _reply(idle_r) == b"action=DUNNO\n\n"
+        idle_w.close()
+    finally:
+        await srv.stop()
+
+
+async def test_request_over_the_byte_cap_is_closed() -> None:
+    srv = PolicyServer(ListenAddress("inet", "127.0.0.1", 0), LockBook(), DecisionConfig(), "r",
+                       max_request_bytes=2048)
+    await srv.start()
+    try:
+        r, w = await _open(srv)
+        w.write(b"request=smtpd_access_policy\n" + b"x_attr=%s\n" % (b"v" * 1000) * 3)
+        assert await _closed(r)
+        assert srv.stats.protocol_errors == 1
+        r, w = await _open(srv)  # a normal request still fits
+        w.write(_req("alice"))
+        assert await _reply(r) == b"action=DUNNO\n\n"
+        w.close()
+    finally:
+        await srv.stop()
+
+
+def test_connection_cap_stays_below_the_open_file_limit() -> None:
+    from relayguard.relay.policy_server import BACKLOG, RESERVED_FDS, connection_cap
+
+    assert connection_cap(2048, 65536) == 2048
+    assert connection_cap(2048, 1024) == 1024 - 2 * BACKLOG - RESERVED_FDS
+    with pytest.raises(ConfigError):
+        connection_cap(2048, 200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,10 @@ async def test_outage_spools_then_replays_in_order(tmp_path: Path) -> None:
     assert p.stats.replayed == 25 and p.stats.spool_bytes == 0
 
 
-async def test_full_queue_spills_without_blocking(tmp_path: Path) -> None:
+async def test_events_before_start_wait_on_disk(tmp_path: Path) -> None:
     world = FakeWorld()
-    p = _producer(tmp_path, world, queue_size=3)
-    for i in range(10):  # sender not started: the queue fills, the rest spills in order
+    p = _producer(tmp_path, world)
+    for i in range(10):  # sender not started: all wait in the spool, in order
         assert p.publish_nowait(_ev(i))
     assert p.stats.spooled == 10
     await p.start()
@@ -137,7 +138,7 @@ async def test_spool_survives_restart(tmp_path: Path) -> None:
 async def test_full_spool_refuses_loudly(tmp_path: Path, caplog: Any) -> None:
     world = FakeWorld()
     world.down = True
-    p = _producer(tmp_path, world, queue_size=1, spool_max_bytes=1000)
+    p = _producer(tmp_path, world, spool_max_bytes=1000)
     results = [p.publish_nowait(_ev(i)) for i in range(30)]
     assert results[0] and not results[-1]
     assert p.state == "spool_full" and p.stats.dropped_full > 0
@@ -157,7 +158,7 @@ async def test_stalled_send_is_not_duplicated(tmp_path: Path) -> None:
     await _until(lambda: p.state == "spooling")
     for i in range(2, 6):
         p.publish_nowait(_ev(i))
-    assert p.stats.spooled == 4
+    assert p.stats.spooled == 5  # e1 (held by the client, still on disk) and e2..e5
     world.release()
     await _until(lambda: len(world.log) == 6)
     await p.stop()
@@ -185,15 +186,15 @@ async def test_stop_during_stall_keeps_unconfirmed_events(tmp_path: Path) -> Non
 
 async def test_unwritable_spool_is_counted_not_raised(tmp_path: Path, caplog: Any) -> None:
     world = FakeWorld()
-    p = _producer(tmp_path, world, queue_size=1)
+    p = _producer(tmp_path, world)
 
     def broken(key: bytes, value: bytes) -> bool:
         raise OSError(28, "No space left on device")
 
     p._spool.append = broken  # type: ignore[method-assign]
-    assert p.publish_nowait(_ev(0))  # queued
-    assert not p.publish_nowait(_ev(1))  # queue full -> spool -> disk error
-    assert p.stats.spool_errors >= 1 and "event LOST" in caplog.text
+    assert not p.publish_nowait(_ev(0))  # written ahead or refused: never held in RAM only
+    assert p.stats.spool_errors == 1 and "event REFUSED and LOST" in caplog.text
+    assert p.stats.accepted == 0
 
 
 async def test_a_start_that_never_finishes_does_not_stop_spooling(tmp_path: Path) -> None:
@@ -209,3 +210,55 @@ async def test_a_start_that_never_finishes_does_not_stop_spooling(tmp_path: Path
     await _until(lambda: p.stats.state == "ok" and p.stats.spool_bytes == 0)
     assert world.ids() == ["e0", "e1", "e2"]
     await p.stop()
+
+
+async def test_accepted_means_on_disk_before_any_send(tmp_path: Path) -> None:
+    """Write-ahead: what publish_nowait accepted is readable by a fresh process at once (as
+    after SIGKILL), even while the sender is mid-flight and nothing was flushed by stop()."""
+    world = FakeWorld()
+    world.hang = True
+    p = _producer(tmp_path, world, stall_timeout=0.1)
+    await p.start()
+    for i in range(5):
+        assert p.publish_nowait(_ev(i))
+    await _until(lambda: len(world.held) == 5)
+    from relayguard.relay.spool import Spool
+
+    recs = Spool(tmp_path).read()  # another reader, as the next run after a kill would be
+    assert [orjson.loads(r.value)["event_id"] for r in recs] == [f"e{i}" for i in range(5)]
+    p._task.cancel()  # type: ignore[union-attr]  # "killed": no stop(), no flush
+
+
+async def test_resend_after_kill_is_at_most_one_batch(tmp_path: Path) -> None:
+    world = FakeWorld()
+    p = _producer(tmp_path, world, batch=4, stall_timeout=0.1)
+    await p.start()
+    for i in range(3):
+        p.publish_nowait(_ev(i))
+    await _until(lambda: len(world.log) == 3 and p.stats.queue_depth == 0)
+    world.hang = True
+    for i in range(3, 10):
+        p.publish_nowait(_ev(i))
+    await _until(lambda: len(world.held) == 4)  # one batch handed over, unconfirmed
+    # the broker got that batch, but this process dies before it sees the acks
+    world.log += [(k, v) for _, k, v in world.held]
+    world.held.clear()
+    p._task.cancel()  # type: ignore[union-attr]
+    with contextlib.suppress(asyncio.CancelledError):
+        await p._task  # type: ignore[misc]
+    world.hang = False
+    again = _producer(tmp_path, world, batch=4)
+    await again.start()
+    await _until(lambda: again.stats.spool_bytes == 0 and again.state == "ok")
+    await again.stop()
+    ids = world.ids()
+    assert sorted(set(ids)) == sorted(f"e{i}" for i in range(10))  # nothing lost
+    assert len(ids) - 10 == 4, " ".join(ids)  # repeats: exactly the unacknowledged batch
+    assert again.stats.replayed == 7 and again.stats.sent == 0
+
+
+def test_batch_beyond_the_dedupe_ring_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError):
+        EventProducer("fake:1", "t", tmp_path, batch=257)
