@@ -174,7 +174,7 @@ class LocalBroker:
 
     def _format(self, java: str, classpath: str, log_flag: str) -> None:
         cmd = [java, log_flag, "-cp", classpath, "kafka.tools.StorageTool", "format",
-               "-t", new_cluster_id(), "-c", str(self.layout.properties)]  # fmt: skip
+               f"--cluster-id={new_cluster_id()}", "-c", str(self.layout.properties)]  # fmt: skip
         if self.secure is not None:  # SCRAM users exist before the first client connects
             cmd += self.secure.scram_args()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
