@@ -36,22 +36,23 @@ def bot(url: str, **extra: Any) -> SlackNotifier:
 async def test_alert_posts_evidence_and_threads_per_subject(slack: tuple[FakeSlack, str]) -> None:
     fake, url = slack
     n = bot(url)
-    assert await n.notify(alert())
-    assert await n.notify(alert(remedy="alert", severity="medium"))
-    assert await n.notify(alert(subject="dave@example.com"))
+    assert await n.notify(alert()) == "posted"
+    assert await n.notify(alert(remedy="alert", severity="medium")) == "posted"
+    assert await n.notify(alert(subject="dave@example.com")) == "posted"
     first, follow_up, other = fake.posts
     assert first["channel"] == "#abuse" and "thread_ts" not in first
     assert "Berlin then Sydney" in first["text"]
     flat = json.dumps(first["blocks"])
     assert "16055.0" in flat and "198.51.100.7" in flat and "relayguard unlock" in flat
-    assert follow_up["thread_ts"] == "1700.1"  # same subject: in the incident's thread
+    assert follow_up["thread_ts"] == "1700000000.000001"  # same subject: the incident's thread
+    assert follow_up["channel"] == "C1"
     assert "thread_ts" not in other
 
 
 async def test_rate_limit_is_retried(slack: tuple[FakeSlack, str]) -> None:
     fake, url = slack
     fake.rate_limit_next = 1
-    assert await bot(url).notify(alert())
+    assert await bot(url).notify(alert()) == "posted"
     assert len(fake.posts) == 1
 
 
@@ -60,16 +61,17 @@ async def test_slack_errors_are_logged_not_raised(slack: tuple[FakeSlack, str],
     fake, url = slack
     fake.fail_with = "not_in_channel"
     n = bot(url)
-    assert not await n.notify(alert())
+    assert await n.notify(alert()) == "failed"
     assert n.failed == 1 and "not_in_channel" in caplog.text
+    assert "xoxb-test" not in caplog.text and url not in caplog.text
 
 
 async def test_webhook_and_min_severity(slack: tuple[FakeSlack, str]) -> None:
     fake, url = slack
     n = SlackNotifier(Settings(slack_webhook_url=SecretStr(f"{url}/hooks/T1/B1/x"),
                                slack_min_severity="high"))
-    assert not await n.notify(alert(severity="medium"))
-    assert await n.notify(alert(severity="critical"))
+    assert await n.notify(alert(severity="medium")) == "skipped"
+    assert await n.notify(alert(severity="critical")) == "posted"
     assert len(fake.posts) == 1 and fake.posts[0]["blocks"][0]["type"] == "header"
 
 
