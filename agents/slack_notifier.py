@@ -41,6 +41,10 @@ from relayguard.foundation.settings import Settings
 from relayguard.stream.records import Alert, LockCommand
 
 log = logging.getLogger("relayguard.slack")
+# slack-sdk logs request URLs (a webhook URL is a secret) and headers at INFO/DEBUG: its clients
+# get this logger, which passes warnings and errors only, whatever the worker's log level.
+SDK_LOG = logging.getLogger("relayguard.slack.sdk")
+SDK_LOG.setLevel(logging.WARNING)
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
 Outcome = Literal["posted", "digested", "failed", "skipped"]
 SLACK_TROUBLE = (SlackApiError, aiohttp.ClientError, RuntimeError, OSError, TimeoutError)
@@ -56,7 +60,7 @@ def web_client(settings: Settings) -> AsyncWebClient:
     extra: dict[str, Any] = {"base_url": settings.slack_base_url} \
         if settings.slack_base_url else {}
     return AsyncWebClient(token=settings.slack_bot_token.get_secret_value(),
-                          retry_handlers=retry_handlers(), **extra)
+                          retry_handlers=retry_handlers(), logger=SDK_LOG, **extra)
 
 
 def trouble(exc: BaseException) -> str:
@@ -91,7 +95,7 @@ class SlackNotifier:
             self.web = web_client(settings)
         elif settings.slack_webhook_url is not None:
             self.webhook = AsyncWebhookClient(url=settings.slack_webhook_url.get_secret_value(),
-                                              retry_handlers=retry_handlers())
+                                              retry_handlers=retry_handlers(), logger=SDK_LOG)
         elif settings.slack_app_token is not None:
             raise ConfigError("RELAYGUARD_SLACK_APP_TOKEN is set without "
                               "RELAYGUARD_SLACK_BOT_TOKEN",

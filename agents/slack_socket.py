@@ -25,7 +25,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from relayguard.agents.slack_format import UNLOCK_ACTION
-from relayguard.agents.slack_notifier import SLACK_TROUBLE, trouble, web_client
+from relayguard.agents.slack_notifier import SDK_LOG, SLACK_TROUBLE, trouble, web_client
 from relayguard.foundation import lock_admin
 from relayguard.foundation.errors import ConfigError, RelayguardError
 from relayguard.foundation.settings import Settings
@@ -86,7 +86,7 @@ class UnlockButton:
         assert self.settings.slack_app_token is not None
         self.web = web_client(self.settings)
         self.client = SocketModeClient(self.settings.slack_app_token.get_secret_value(),
-                                       web_client=self.web, logger=log.getChild("socket"))
+                                       web_client=self.web, logger=SDK_LOG)
         self.client.socket_mode_request_listeners.append(self.on_request)
         await self.client.connect()  # type: ignore[no-untyped-call]
         log.info("Slack Socket Mode connected: Unlock clicks allowed for %d user(s)",

@@ -80,15 +80,18 @@ def register(app: faust.App, settings: Settings, alerts: Any, locks: Any, keyrin
     async def slack_digest() -> None:
         await notifier.flush()
 
-    if settings.slack_app_token is not None:
-        button = UnlockButton(settings)  # ConfigError on bad user ids: before the worker starts
+    button = UnlockButton(settings) if settings.slack_app_token is not None else None
+    # (a ConfigError on bad user ids comes here, before the worker starts)
+    if button is not None:
 
         @app.task  # type: ignore[untyped-decorator]
         async def slack_socket_mode() -> None:
             await button.start()
 
-        @app.on_before_shutdown.connect  # type: ignore[arg-type]
-        async def slack_socket_close(app: Any, **kwargs: Any) -> None:
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def slack_close(app: Any, **kwargs: Any) -> None:
+        if button is not None:
             await button.close()
+        await notifier.close()
 
     return notifier

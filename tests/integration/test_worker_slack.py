@@ -119,3 +119,21 @@ async def test_a_storm_of_55_subjects_gives_one_digest(start_worker: StartWorker
                            lambda rs: len({orjson.loads(r.value)["subject"] for r in rs}) >= 55,
                            30)
     assert {orjson.loads(r.value)["subject"] for r in alerts} >= set(users)  # none lost
+
+
+async def test_restarted_worker_still_updates_the_message(start_worker: StartWorker,
+                                                          slack: Slack) -> None:
+    """The incident table is rebuilt from its changelog: the new process knows the ts."""
+    fake, url = slack
+    w = await asyncio.to_thread(start_worker, **slack_env(url))
+    user = f"rst-{uuid.uuid4().hex[:6]}"
+    await trip(w, [user])
+    assert await fake.wait_for(lambda: posted_for(fake, user), 40), w.process.tail_log()
+    ((ts, _),) = posted_for(fake, user)
+    await asyncio.to_thread(w.process.stop)
+    again = await asyncio.to_thread(start_worker, w.tag, **slack_env(url))
+    await issue(Settings(bootstrap_servers=again.bootstrap, topics=again.topics), "unlock", user,
+                "user", "false positive", None, "cli:oncall")
+    assert await fake.wait_for(lambda: "[lifted]" in fake.messages[ts]["text"], 40), \
+        (fake.updates, again.process.tail_log(60))
+    assert "recovered" in again.process.tail_log(400)

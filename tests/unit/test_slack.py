@@ -5,6 +5,7 @@ Slack trouble never raises."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -89,3 +90,13 @@ def test_blocks_respect_slack_limits() -> None:
         assert len(block.get("fields", [])) <= FIELDS_MAX
         for f in block.get("fields", []):
             assert len(f["text"]) <= 2000
+
+
+async def test_webhook_url_and_token_stay_out_of_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    from relayguard.roof.broker.config import free_port
+    secret = f"http://127.0.0.1:{free_port()}/services/T1/B1/secret-part"
+    n = SlackNotifier(Settings(slack_webhook_url=SecretStr(secret)))
+    with caplog.at_level(logging.DEBUG):
+        assert await n.notify(alert()) == "failed"  # nobody listens there: retried, then given up
+    assert "could not post alert a1" in caplog.text
+    assert "secret-part" not in caplog.text and "127.0.0.1" not in caplog.text
