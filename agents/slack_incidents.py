@@ -115,6 +115,17 @@ def after_command(incident: Incident, command: LockCommand) -> Incident | None:
                    status=Status("changed", f"changed: now {_lock_text(command)}"))
 
 
+def lifts(unlock: LockCommand, alert: Alert) -> bool:
+    """Does an unlock seen before `alert` was posted (the alerts agent lagging behind the lock
+    topic) already end the incident the alert opens? The expiry names the lock it ends; an
+    operator's unlock counts when issued after the event that tripped the alert."""
+    if unlock.action != "unlock" or unlock.dry_run or alert.remedy == "alert":
+        return False
+    if unlock.detector == EXPIRY_DETECTOR:
+        return unlock.evidence.get("expired_command_id") == alert.command_id
+    return unlock.issued_at >= alert.event_time
+
+
 def after_follow_up(incident: Incident, alert: Alert) -> Incident | None:
     """A later alert on an open incident that brings a new lock/throttle (an escalation)."""
     if alert.remedy == "alert" or alert.dry_run or not alert.command_id \

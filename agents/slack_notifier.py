@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from relayguard.agents.slack_incidents import (
     after_command,
     after_follow_up,
     incident_key,
+    lifts,
     new_incident,
 )
 from relayguard.foundation.errors import ConfigError
@@ -47,6 +49,7 @@ SDK_LOG = logging.getLogger("relayguard.slack.sdk")
 SDK_LOG.setLevel(logging.WARNING)
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
 Outcome = Literal["posted", "digested", "failed", "skipped"]
+EARLY_UNLOCKS_KEPT = 1000
 SLACK_TROUBLE = (SlackApiError, aiohttp.ClientError, RuntimeError, OSError, TimeoutError)
 
 
@@ -88,6 +91,8 @@ class SlackNotifier:
         self.clock, self.wall = clock, wall
         self.posted = self.failed = self.updated = self.digested = 0
         self._lock = asyncio.Lock()  # one Slack conversation at a time: agents and the timer
+        # unlocks for subjects with no message yet: the alert may still be on its way
+        self.early_unlocks: OrderedDict[str, LockCommand] = OrderedDict()
         if settings.slack_bot_token is not None:
             if not self.channel:
                 raise ConfigError("RELAYGUARD_SLACK_BOT_TOKEN is set but RELAYGUARD_SLACK_CHANNEL "
@@ -156,7 +161,11 @@ class SlackNotifier:
                     "subject_kind": alert.subject_kind, "subject": alert.subject,
                     "alert_id": alert.alert_id, "command_id": alert.command_id or ""}})
             if resp.get("ts") and resp.get("channel"):
-                self.incidents.put(new_incident(alert, str(resp["channel"]), str(resp["ts"])))
+                opened = new_incident(alert, str(resp["channel"]), str(resp["ts"]))
+                self.incidents.put(opened)
+                early = self.early_unlocks.pop(key, None)
+                if early is not None and lifts(early, alert):
+                    await self._apply(opened, early)
             return True
         await self.web.chat_postMessage(
             channel=incident.channel, text=fallback_text(alert), blocks=blocks(alert),
@@ -184,19 +193,28 @@ class SlackNotifier:
             key = incident_key(command.subject_kind, command.subject)
             incident = self.incidents.get(key)
             if incident is None:
+                if command.action == "unlock":
+                    self.early_unlocks[key] = command
+                    self.early_unlocks.move_to_end(key)
+                    if len(self.early_unlocks) > EARLY_UNLOCKS_KEPT:
+                        self.early_unlocks.popitem(last=False)
                 return False
-            after = after_command(incident, command)
-            if after is None:
-                return False
-            if after.status.closed:
-                self.incidents.remove(key)  # the next alert on the subject is a new incident
-            else:
-                self.incidents.put(after)
-            if after.status == incident.status:
-                return False  # only the version moved on
+            self.early_unlocks.pop(key, None)
             ok = await self._guard(f"update the incident message of {key[:80]}",
-                                   lambda: self._update(after))
-            return ok is not None
+                                   lambda: self._apply(incident, command))
+            return bool(ok)
+
+    async def _apply(self, incident: Incident, command: LockCommand) -> bool:
+        after = after_command(incident, command)
+        if after is None:
+            return False
+        if after.status.closed:
+            self.incidents.remove(incident.key)  # the next alert is a new incident
+        else:
+            self.incidents.put(after)
+        if after.status == incident.status:
+            return False  # only the version moved on
+        return await self._update(after)
 
     async def _update(self, incident: Incident) -> bool:
         assert self.web is not None

@@ -4,6 +4,7 @@ message it posted when the lock is lifted, expires or changes, against the local
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -133,3 +134,17 @@ def test_huge_evidence_is_not_kept() -> None:
     big = Alert("a", "volume", "high", "u", "user", "s", {"x": "y" * 40_000}, 1.0, "lock", "c")
     kept = decode(encode(new_incident(big, "C1", "1.1")))
     assert "too large" in json.dumps(kept.alert["evidence"])
+
+
+async def test_an_unlock_that_overtook_its_alert_still_updates_the_message(slack: Slack) -> None:
+    fake, url = slack
+    n = bot(url)
+    expiry = replace(command("unlock", 7, issuer="relayguard", detector="policy.expiry",
+                             reason="throttle expired"), evidence={"expired_command_id": "c1"})
+    assert not await n.on_command(expiry)  # no message yet: remembered
+    assert await n.notify(alert(detector="volume", remedy="throttle")) == "posted"
+    assert "[expired]" in fake.updates[0]["text"] and len(n.incidents) == 0
+    old = replace(command("unlock", 2, subject="dave@example.com"), issued_at=1795000000.0)
+    await n.on_command(old)  # issued before dave's event: an earlier incident's unlock
+    await n.notify(alert(subject="dave@example.com"))
+    assert len(fake.updates) == 1 and len(n.incidents) == 1
