@@ -83,10 +83,14 @@ class StormGate:
         return done
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def digest_text(d: Digest) -> str:
     state = "ended" if d.ended is not None else "ongoing"
-    return (f"relayguard alert storm ({state}): {d.distinct} subjects, {d.alerts} alerts since "
-            f"{to_rfc3339(d.started)}")
+    return (f"relayguard alert storm ({state}): {_n(d.distinct, 'subject')}, "
+            f"{_n(d.alerts, 'alert')} since {to_rfc3339(d.started)}")
 
 
 def digest_blocks(d: Digest, alerts_topic: str) -> list[dict[str, Any]]:
@@ -109,11 +113,11 @@ def digest_blocks(d: Digest, alerts_topic: str) -> list[dict[str, Any]]:
     shown = listed.count("\n")
     if d.distinct > shown:
         listed += f"… and {d.distinct - shown} more"
+    header = f"Alert storm: {_n(d.distinct, 'subject')} tripped"
     return [
-        {"type": "header", "text": {"type": "plain_text",
-                                    "text": f"Alert storm: {d.distinct} subjects tripped"[:150]}},
+        {"type": "header", "text": {"type": "plain_text", "text": header[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text":
-            f":rotating_light: {d.alerts} alerts on {d.distinct} subjects since "
+            f":rotating_light: {_n(d.alerts, 'alert')} on {_n(d.distinct, 'subject')} since "
             f"{to_rfc3339(d.started)} ({state}). Severity: {severities}. One message instead "
             f"of one per subject; each alert is in the `{alerts_topic}` topic."}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "*By detector*"},
