@@ -14,7 +14,7 @@ from typing import Any
 import faust
 import orjson
 
-from relayguard.agents import http_api
+from relayguard.agents import http_api, slack_worker
 from relayguard.agents.control import (
     Tables,
     due_for_expiry,
@@ -24,7 +24,6 @@ from relayguard.agents.control import (
 )
 from relayguard.agents.metrics import Metrics
 from relayguard.agents.pipeline import Origin, Pipeline
-from relayguard.agents.slack_notifier import SlackNotifier
 from relayguard.foundation import signing
 from relayguard.foundation.geoip import GeoLocator
 from relayguard.foundation.kafka_clients import faust_credentials
@@ -164,22 +163,8 @@ def create_app(settings: Settings, params: engine.CoreParams,
             await outputs.send_control(tick_record(kind, key, now, signer))
         scanned["done"] = True
 
-    notifier = SlackNotifier(settings)
-    if notifier.enabled:
-
-        @app.agent(outputs.alerts, concurrency=1)
-        async def notify_slack(stream: Any) -> None:
-            """One poster for the fleet: the alerts topic has a single partition."""
-            async for ev in stream.events():
-                try:
-                    alert = codec.alert_from_dict(codec.parse_record(ev.value, ("alert",)))
-                except (codec.Rejected, KeyError, TypeError, ValueError) as exc:
-                    log.error("unreadable alert skipped: %s", exc)
-                    continue
-                if await notifier.notify(alert):
-                    metrics.inc("slack_messages_total", outcome="posted")
-                elif notifier.wants(alert):
-                    metrics.inc("slack_messages_total", outcome="failed")
+    # Slack: alerts, incident updates from the lock topic, storm digests, Unlock button
+    slack_worker.register(app, settings, outputs.alerts, outputs.locks, keyring, metrics)
 
     http_api.register(app, settings, signer, keyring)
 

@@ -87,6 +87,21 @@ class Settings(BaseSettings):
     slack_min_severity: Literal["info", "low", "medium", "high", "critical"] = Field(
         "low", description="alerts below this severity are not posted to Slack"
     )
+    slack_app_token: SecretStr | None = Field(
+        None, description="Slack app-level token (xapp-..., scope connections:write): turns on "
+        "the Unlock button through Socket Mode (bot-token mode only); never logged")
+    slack_unlock_user_ids: str = Field(
+        "", description="Slack user ids (U..., comma separated) whose Unlock clicks are obeyed; "
+        "empty = every click is refused")
+    slack_storm_threshold: int = Field(
+        10, ge=1, description="more than this many subjects alerting within "
+        "slack_storm_window_seconds post one digest message instead of one message each")
+    slack_storm_window_seconds: float = Field(
+        60.0, gt=0, description="span over which slack_storm_threshold is counted")
+    slack_digest_update_seconds: float = Field(
+        5.0, gt=0, description="during a storm, how often the digest message is brought up to date")
+    slack_incidents_kept: int = Field(
+        10_000, ge=1, description="incident messages remembered for updates (oldest forgotten)")
     config_file: Path | None = Field(None, description="TOML file with [detectors] and [policy]")
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)

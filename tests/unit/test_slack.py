@@ -5,6 +5,7 @@ Slack trouble never raises."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -36,22 +37,23 @@ def bot(url: str, **extra: Any) -> SlackNotifier:
 async def test_alert_posts_evidence_and_threads_per_subject(slack: tuple[FakeSlack, str]) -> None:
     fake, url = slack
     n = bot(url)
-    assert await n.notify(alert())
-    assert await n.notify(alert(remedy="alert", severity="medium"))
-    assert await n.notify(alert(subject="dave@example.com"))
+    assert await n.notify(alert()) == "posted"
+    assert await n.notify(alert(remedy="alert", severity="medium")) == "posted"
+    assert await n.notify(alert(subject="dave@example.com")) == "posted"
     first, follow_up, other = fake.posts
     assert first["channel"] == "#abuse" and "thread_ts" not in first
     assert "Berlin then Sydney" in first["text"]
     flat = json.dumps(first["blocks"])
     assert "16055.0" in flat and "198.51.100.7" in flat and "relayguard unlock" in flat
-    assert follow_up["thread_ts"] == "1700.1"  # same subject: in the incident's thread
+    assert follow_up["thread_ts"] == "1700000000.000001"  # same subject: the incident's thread
+    assert follow_up["channel"] == "C1"
     assert "thread_ts" not in other
 
 
 async def test_rate_limit_is_retried(slack: tuple[FakeSlack, str]) -> None:
     fake, url = slack
     fake.rate_limit_next = 1
-    assert await bot(url).notify(alert())
+    assert await bot(url).notify(alert()) == "posted"
     assert len(fake.posts) == 1
 
 
@@ -60,16 +62,17 @@ async def test_slack_errors_are_logged_not_raised(slack: tuple[FakeSlack, str],
     fake, url = slack
     fake.fail_with = "not_in_channel"
     n = bot(url)
-    assert not await n.notify(alert())
+    assert await n.notify(alert()) == "failed"
     assert n.failed == 1 and "not_in_channel" in caplog.text
+    assert "xoxb-test" not in caplog.text and url not in caplog.text
 
 
 async def test_webhook_and_min_severity(slack: tuple[FakeSlack, str]) -> None:
     fake, url = slack
     n = SlackNotifier(Settings(slack_webhook_url=SecretStr(f"{url}/hooks/T1/B1/x"),
                                slack_min_severity="high"))
-    assert not await n.notify(alert(severity="medium"))
-    assert await n.notify(alert(severity="critical"))
+    assert await n.notify(alert(severity="medium")) == "skipped"
+    assert await n.notify(alert(severity="critical")) == "posted"
     assert len(fake.posts) == 1 and fake.posts[0]["blocks"][0]["type"] == "header"
 
 
@@ -87,3 +90,13 @@ def test_blocks_respect_slack_limits() -> None:
         assert len(block.get("fields", [])) <= FIELDS_MAX
         for f in block.get("fields", []):
             assert len(f["text"]) <= 2000
+
+
+async def test_webhook_url_and_token_stay_out_of_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    from relayguard.roof.broker.config import free_port
+    secret = f"http://127.0.0.1:{free_port()}/services/T1/B1/secret-part"
+    n = SlackNotifier(Settings(slack_webhook_url=SecretStr(secret)))
+    with caplog.at_level(logging.DEBUG):
+        assert await n.notify(alert()) == "failed"  # nobody listens there: retried, then given up
+    assert "could not post alert a1" in caplog.text
+    assert "secret-part" not in caplog.text and "127.0.0.1" not in caplog.text
