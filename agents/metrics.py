@@ -18,6 +18,8 @@ HELP = {
     # [ingest]
 
     # [worker store]
+    "state_undecodable_total": "Table values that could not be decoded and were dropped "
+    "(the key starts with empty state), by table",
 }
 
 

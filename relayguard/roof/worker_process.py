@@ -41,12 +41,22 @@ class WorkerProcess:
                 raise DownstreamError(
                     f"worker exited with code {self.proc.returncode} while starting:\n"
                     + self.tail_log(), f"see {self.log_path}")
-            if self.get("/ready") is not None:
+            if self.status("/ready") == 200:  # 503 while recovering or rebalancing
                 return
             time.sleep(0.3)
         self.stop()
         raise DownstreamError(f"worker not ready after {timeout:.0f}s:\n{self.tail_log()}",
                               f"see {self.log_path}")
+
+    def status(self, path: str) -> int | None:
+        """HTTP status of GET `path`; None when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (urllib.error.URLError, OSError):
+            return None
 
     def get(self, path: str) -> str | None:
         try:
