@@ -27,7 +27,8 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start_process(self) -> None:
+        """Spawn the worker without waiting for it (see `start`)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -35,6 +36,11 @@ class WorkerProcess:
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Spawn the worker and wait until /ready answers 200."""
+        self.start_process()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
