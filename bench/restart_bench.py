@@ -7,9 +7,11 @@ memory store, in one run on one local broker.
 Per store: the user-state changelog is filled directly with one realistic state per user
 (agents/state_codec.py bytes of states the real core built from synthetic traffic), a worker
 starts on it (cold start: replays the whole changelog), is stopped with SIGTERM, and a second
-worker starts on the same data dir. For both starts it prints the seconds from spawning the
-process to `/ready` answering 200, and whether `/ready` answered 503 first (it must while
-recovering). Timing figures only; nothing here is pass/fail.
+worker starts on the same data dir (restart). That one is then SIGKILLed and a third starts
+(after kill: the RocksDB store is discarded and rebuilt, and the group first waits out the dead
+member's session). For each start it prints the seconds from spawning the process to `/ready`
+answering 200, and whether `/ready` answered 503 first (it must while recovering). Timing
+figures only; nothing here is pass/fail.
 """
 
 from __future__ import annotations
@@ -120,14 +122,24 @@ def run_store(bootstrap: str, work: Path, store: str, args: argparse.Namespace,
     stop_s = sigterm(cold)
     warm = WorkerProcess(env, work / f"{store}-restart.log")
     warm_s, warm_503 = time_to_ready(warm, args.timeout)
-    sigterm(warm)
     print(f"[{store}] cold start: ready in {cold_s:.1f}s (503 first: {cold_503}); "
           f"SIGTERM took {stop_s:.1f}s; restart: ready in {warm_s:.1f}s "
           f"(503 first: {warm_503})", flush=True)
-    RESULTS.append((store, cold_s, warm_s, warm_503))
+    killed_s = float("nan")
+    if not args.no_kill:
+        assert warm.proc is not None
+        os.killpg(warm.proc.pid, signal.SIGKILL)
+        warm.proc.wait(30)
+        after = WorkerProcess(env, work / f"{store}-after-kill.log")
+        killed_s, _ = time_to_ready(after, args.timeout)
+        sigterm(after)
+        print(f"[{store}] after SIGKILL: ready in {killed_s:.1f}s", flush=True)
+    else:
+        sigterm(warm)
+    RESULTS.append((store, cold_s, warm_s, warm_503, killed_s))
 
 
-RESULTS: list[tuple[str, float, float, bool]] = []
+RESULTS: list[tuple[str, float, float, bool, float]] = []
 
 
 def main() -> None:
@@ -137,6 +149,7 @@ def main() -> None:
     ap.add_argument("--stores", default="rocksdb,memory")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--templates", type=int, default=500)
+    ap.add_argument("--no-kill", action="store_true", help="skip the restart after SIGKILL")
     ap.add_argument("--keep", type=Path, default=None,
                     help="work in DIR and keep it (worker logs, stores); default: a temp dir")
     args = ap.parse_args()
@@ -154,9 +167,10 @@ def main() -> None:
         finally:
             broker.stop()
     print(f"\n{args.users} users, {args.partitions} partitions, one state record per user")
-    print(f"{'store':8} {'cold start s':>12} {'restart s':>10}  503 until recovered")
-    for store, cold_s, warm_s, warm_503 in RESULTS:
-        print(f"{store:8} {cold_s:12.1f} {warm_s:10.1f}  {warm_503}")
+    print(f"{'store':8} {'cold start s':>12} {'restart s':>10} {'after kill s':>12}  "
+          "503 until recovered")
+    for store, cold_s, warm_s, warm_503, killed_s in RESULTS:
+        print(f"{store:8} {cold_s:12.1f} {warm_s:10.1f} {killed_s:12.1f}  {warm_503}")
 
 
 if __name__ == "__main__":
