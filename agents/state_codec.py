@@ -9,9 +9,12 @@ and checks every field's type (ints stay ints, floats incl. -inf, bytes, None, t
 a field missing from old bytes takes the dataclass default, so fields added to the core flow
 through without codec changes (new bytes refused by an old worker, never misread).
 
-Why msgspec: typed MessagePack decoding in C, so type checks cost nothing extra. Measured with
-bench/state_codec_bench.py against the old pickle codec: faster both ways and half the bytes.
-orjson was the other candidate: no bytes, -inf turns into null, dict keys must be strings.
+Why msgspec: typed MessagePack decoding in C, so the type checks come with the parse; bytes,
+-inf and int dict keys are native. orjson was the other candidate: no bytes, -inf turns into
+null, dict keys must be strings. bench/state_codec_bench.py against the old pickle codec (same
+run, 2,000 users): decode about as fast (46 vs 47 us a state), full encode 3-4x faster, the
+worker's cached encode about 3x, 25% fewer bytes. Per-detector byte reuse still pays (~18 us
+cached against ~24-34 us full).
 
 Undecodable bytes (an old pickle, garbage, a planted payload) raise `UndecodableState`, and
 nothing in them is ever executed; `DecodedCache.load` turns that into "no state" for the key.
