@@ -86,6 +86,7 @@ class StateTable(faust.Table[str, bytes]):
     whose keys never fail to decode."""
 
     reporter: Callable[[str, str, state_codec.UndecodableState], None] | None = None
+    metrics: Metrics | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -106,11 +107,14 @@ class StateTable(faust.Table[str, bytes]):
                 msg.value = None  # applied as a deletion by the memory and RocksDB stores
                 event.value = None
         super().apply_changelog_batch(events)
+        if self.metrics is not None:
+            self.metrics.inc("changelog_records_recovered_total", len(events), table=self.name)
 
 
 def state_table(app: faust.App, name: str, reporter: UndecodableReporter,
                 **kwargs: Any) -> StateTable:
     table = StateTable(app, name=name, default=None, beacon=app.tables.beacon, **kwargs)
     table.reporter = reporter
+    table.metrics = reporter.metrics
     app.tables.add(table)
     return table

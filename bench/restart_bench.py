@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -90,6 +91,13 @@ def time_to_ready(worker: WorkerProcess, timeout: float) -> tuple[float, bool]:
     raise RuntimeError(f"not ready after {timeout}s:\n{worker.tail_log()}")
 
 
+def replayed(worker: WorkerProcess) -> int:
+    """Changelog records this worker applied to its store so far (its own recovery)."""
+    text = worker.get("/metrics") or ""
+    return sum(int(n) for n in re.findall(
+        r"^relayguard_worker_changelog_records_recovered_total\{.*\} (\d+)$", text, re.M))
+
+
 def sigterm(worker: WorkerProcess) -> float:
     assert worker.proc is not None
     start = time.monotonic()
@@ -119,12 +127,14 @@ def run_store(bootstrap: str, work: Path, store: str, args: argparse.Namespace,
            "RELAYGUARD_TABLE_STORE": store}
     cold = WorkerProcess(env, work / f"{store}-cold.log")
     cold_s, cold_503 = time_to_ready(cold, args.timeout)
+    cold_n = replayed(cold)
     stop_s = sigterm(cold)
     warm = WorkerProcess(env, work / f"{store}-restart.log")
     warm_s, warm_503 = time_to_ready(warm, args.timeout)
-    print(f"[{store}] cold start: ready in {cold_s:.1f}s (503 first: {cold_503}); "
-          f"SIGTERM took {stop_s:.1f}s; restart: ready in {warm_s:.1f}s "
-          f"(503 first: {warm_503})", flush=True)
+    print(f"[{store}] cold start: ready in {cold_s:.1f}s (503 first: {cold_503}, "
+          f"{cold_n} changelog records replayed); SIGTERM took {stop_s:.1f}s; restart: ready "
+          f"in {warm_s:.1f}s (503 first: {warm_503}, {replayed(warm)} records replayed)",
+          flush=True)
     killed_s = float("nan")
     if not args.no_kill:
         assert warm.proc is not None
@@ -132,8 +142,9 @@ def run_store(bootstrap: str, work: Path, store: str, args: argparse.Namespace,
         warm.proc.wait(30)
         after = WorkerProcess(env, work / f"{store}-after-kill.log")
         killed_s, _ = time_to_ready(after, args.timeout)
+        print(f"[{store}] after SIGKILL: ready in {killed_s:.1f}s ({replayed(after)} records "
+              "replayed)", flush=True)
         sigterm(after)
-        print(f"[{store}] after SIGKILL: ready in {killed_s:.1f}s", flush=True)
     else:
         sigterm(warm)
     RESULTS.append((store, cold_s, warm_s, warm_503, killed_s))

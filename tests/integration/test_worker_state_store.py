@@ -129,6 +129,7 @@ async def test_rocksdb_store_kept_after_clean_stop_and_rebuilt_after_kill(
 
     second = start_worker(tag=first.tag, **env)
     assert "did not stop cleanly" not in second.process.log_path.read_text()
+    assert _metric(second, "changelog_records_recovered_total") == 0  # all read from disk
     await produce(second.bootstrap, second.topics.events, events[8:])
     assert await _locked(second, {user}) == {user}  # 8 from the store + 5 new ones
     assert second.process.proc is not None
@@ -137,4 +138,5 @@ async def test_rocksdb_store_kept_after_clean_stop_and_rebuilt_after_kill(
 
     third = start_worker(tag=first.tag, **env)
     assert "did not stop cleanly" in third.process.log_path.read_text()
+    assert _metric(third, "changelog_records_recovered_total") >= 1  # rebuilt from Kafka
     third.process.stop()
