@@ -24,6 +24,8 @@ from relayguard.agents.control import (
 )
 from relayguard.agents.metrics import Metrics
 from relayguard.agents.pipeline import Origin, Pipeline
+from relayguard.agents.readiness import Readiness
+from relayguard.agents.state_table import UndecodableReporter, state_table
 from relayguard.foundation import signing
 from relayguard.foundation.geoip import GeoLocator
 from relayguard.foundation.kafka_clients import faust_credentials
@@ -71,6 +73,10 @@ class KafkaOutputs:
         await self.by_ip_topic.send(key=key.encode(), value=raw)
 
 
+STORES = {"rocksdb": "rocksdb://", "memory": "memory://"}
+TABLE_NAMES = {"user": "user-state", "ip": "ip-state"}
+
+
 def create_app(settings: Settings, params: engine.CoreParams,
                locator: GeoLocator | None) -> faust.App:
     # No key, no worker: a ConfigError here names the settings and how to make keys.
@@ -83,7 +89,19 @@ def create_app(settings: Settings, params: engine.CoreParams,
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings.kafka),
-        store="memory://",  # tables rebuild from their changelog topics on start
+        # RocksDB (through rocksdict) keeps tables on disk under datadir: a restart replays only
+        # the changelog after the offsets the store saved; memory rebuilds from all of it.
+        store=STORES[settings.table_store],
+        table_standby_replicas=settings.table_standby_replicas,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 5),
+        # Faust's built-in views show raw per-user state (/table), cluster layout (/router)
+        # and internals (/graph, /stats, /assignment) to anyone: none of them are served.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         datadir=str(settings.data_dir / "faust"),
@@ -100,13 +118,16 @@ def create_app(settings: Settings, params: engine.CoreParams,
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings, signer)
     pipeline = Pipeline(params, locator, outputs, metrics)
-    # Values are bytes we pickle ourselves (agents/state_codec.py): Faust's own value codecs
-    # handed back dicts after changelog recovery. Faust picks table serializers from
-    # key_type/value_type, not from a schema.
+    # Values are bytes of our own data-only codec (agents/state_codec.py): Faust's own value
+    # codecs handed back dicts after changelog recovery. Faust picks table serializers from
+    # key_type/value_type, not from a schema. Undecodable values are dropped and counted, at
+    # recovery (StateTable) and on every read (DecodedCache).
+    undecodable = UndecodableReporter(metrics)
+    pipeline.decoded.on_undecodable = undecodable.for_kinds(TABLE_NAMES)
     table_opts: dict[str, Any] = {"partitions": settings.partitions, "key_type": str,
                                   "value_type": bytes}
-    users = app.Table("user-state", default=None, **table_opts)
-    ips = app.Table("ip-state", default=None, **table_opts)
+    users = state_table(app, TABLE_NAMES["user"], undecodable, **table_opts)
+    ips = state_table(app, TABLE_NAMES["ip"], undecodable, **table_opts)
 
     @app.agent(outputs.events, concurrency=1)
     async def ingest(stream: Any) -> None:
@@ -172,9 +193,12 @@ def create_app(settings: Settings, params: engine.CoreParams,
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.text(metrics.render(), content_type="text/plain")
 
-    # Faust starts its web server only after table recovery, so answering at all means ready.
+    # Faust's web server answers long before recovery ends: /ready says what is true.
+    readiness = Readiness(app)
+
     @app.page("/ready")
     async def ready_page(web: Any, request: Any) -> Any:
-        return web.text("ready\n")
+        ready, why = readiness.status()
+        return web.text(why + "\n", status=200 if ready else 503)
 
     return app

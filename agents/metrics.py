@@ -21,6 +21,10 @@ HELP = {
     # [ingest]
 
     # [worker store]
+    "state_undecodable_total": "Table values that could not be decoded and were dropped "
+    "(the key starts with empty state), by table",
+    "changelog_records_recovered_total": "Table changelog records applied to the local store "
+    "(recovery and standby copies), by table",
 }
 
 

@@ -137,6 +137,16 @@ class Settings(BaseSettings):
     # [ingest] bounds on what the worker accepts from relays
 
     # [worker store] table store, recovery and group membership
+    table_store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="worker tables: rocksdb (on disk under data_dir; a restart "
+        "replays only the changelog since the last commit) or memory (rebuilt from the whole "
+        "changelog on every start)")
+    table_standby_replicas: int = Field(
+        1, ge=0, description="warm copies of each table partition that other workers keep "
+        "from the changelog, so a failover need not replay it (Faust's default: 1)")
+    session_timeout_seconds: float = Field(
+        10.0, ge=6, le=300, description="Kafka group session timeout: how soon a dead "
+        "worker's partitions move to the others (the broker's minimum is 6 s by default)")
 
     @classmethod
     def settings_customise_sources(

@@ -27,7 +27,8 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start_process(self) -> None:
+        """Spawn the worker without waiting for it (see `start`)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -35,18 +36,33 @@ class WorkerProcess:
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Spawn the worker and wait until /ready answers 200."""
+        self.start_process()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise DownstreamError(
                     f"worker exited with code {self.proc.returncode} while starting:\n"
                     + self.tail_log(), f"see {self.log_path}")
-            if self.get("/ready") is not None:
+            if self.status("/ready") == 200:  # 503 while recovering or rebalancing
                 return
             time.sleep(0.3)
         self.stop()
         raise DownstreamError(f"worker not ready after {timeout:.0f}s:\n{self.tail_log()}",
                               f"see {self.log_path}")
+
+    def status(self, path: str) -> int | None:
+        """HTTP status of GET `path`; None when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (urllib.error.URLError, OSError):
+            return None
 
     def get(self, path: str) -> str | None:
         try:

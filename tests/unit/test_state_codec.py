@@ -1,10 +1,18 @@
-"""Table bytes round-trip to equal core states, and the decoded cache never serves stale state."""
+"""Table bytes round-trip to equal core states, the decoded cache never serves stale state, and
+bytes that are not a state record this worker wrote are refused without running anything."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import pickle
+from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relayguard.agents import state_codec
 from relayguard.foundation.core_params import build_core_params
@@ -37,9 +45,12 @@ def test_cache_serves_only_the_bytes_it_decoded() -> None:
     stored = state_codec.dumps(state)
     cache.remember("user", "u", stored, state)
     assert cache.load("user", "u", stored) is state
-    replaced = bytes(bytearray(stored))  # equal bytes, another object: as after recovery
-    assert cache.load("user", "u", replaced) == state
-    assert cache.load("user", "u", replaced) is not state
+    # Equal bytes, another object (as every RocksDB read gives): still the cached state.
+    assert cache.load("user", "u", bytes(bytearray(stored))) is state
+    other = state_codec.dumps(dataclasses.replace(state, late_events=state.late_events + 1))
+    assert cache.load("user", "u", other) is not state  # replaced value: decoded afresh
+    assert cache.load("user", "u", other) == dataclasses.replace(
+        state, late_events=state.late_events + 1)
     assert cache.load("user", "u", None) is None
 
 
@@ -68,6 +79,84 @@ def test_cached_dumps_reuses_unchanged_detector_bytes_and_stays_exact() -> None:
     assert second == state_codec.dumps(after_send)  # same bytes as without the cache
 
 
-def test_loads_refuses_foreign_bytes() -> None:
-    with pytest.raises(TypeError):
-        state_codec.loads(pickle.dumps({"not": "a state"}))
+class _Planted:
+    """Unpickling this creates a file: what an attacker with changelog write access plants."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def _record(outer: dict[str, object]) -> bytes:
+    return state_codec.PREFIX + msgspec.msgpack.encode(outer)
+
+
+def test_planted_pickle_and_old_pickles_are_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps(_Planted(marker))
+    old_format = pickle.dumps(("relayguard.keystate.v1", 0.0, (), None, b"", 0))
+    for data in (planted, old_format, pickle.dumps({"not": "a state"})):
+        with pytest.raises(state_codec.UndecodableState):
+            state_codec.loads(data)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"rgs", b"rgs\x02" + msgspec.msgpack.encode({}),  # empty, truncated, other version
+    b"rgs\x01\xc1", b"rgs\x01" + b"\x92" * 5,  # malformed MessagePack
+    _record({"watermark": 1.0, "surprise": 1}),  # unknown field
+    _record({"late_events": 1.5}),  # float where the core has an int
+    _record({"watermark": "soon"}),
+    _record({"recent_event_ids": "not bytes"}),
+    _record({"lock": {"locked": 1}}),  # int where the core has a bool
+    _record({"lock": {"locked": True, "admin": True}}),  # unknown field one level down
+    _record({"detectors": [["no_such_detector", {}]]}),  # unknown class name
+    _record({"detectors": [["volume", {}], ["volume", {}]]}),
+    _record({"detectors": [["volume", {"counts": [[[1, 2.5]]]}]]}),  # float in int buckets
+    _record({"detectors": [["volume", {"watermark": 1.0, "extra": 2}]]}),
+    _record({"detectors": [["impossible_travel", {"last": {"time": 1.0, "ip": "x"}}]]}),
+])
+def test_malformed_records_are_refused(data: bytes) -> None:
+    with pytest.raises(state_codec.UndecodableState):
+        state_codec.loads(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_either_decode_or_are_refused(tail: bytes) -> None:
+    for data in (tail, state_codec.PREFIX + tail):
+        with contextlib.suppress(state_codec.UndecodableState):
+            assert isinstance(state_codec.loads(data), engine.KeyState)
+
+
+def test_old_records_without_a_new_field_decode_with_its_default() -> None:
+    """A field added to the core later is simply absent from older bytes."""
+    assert state_codec.loads(_record({"watermark": 5.0})) == engine.KeyState(watermark=5.0)
+
+
+def test_values_of_every_core_kind_survive() -> None:
+    state = engine.KeyState(watermark=float("-inf"), recent_event_ids=b"\x00\xff" * 8,
+                            late_events=3)
+    back = state_codec.loads(state_codec.dumps(state))
+    assert back == state and back.watermark == float("-inf")
+    assert isinstance(back.recent_event_ids, bytes)
+
+
+def test_every_registered_detector_has_a_state_class() -> None:
+    from relayguard.stream.detectors import registry
+
+    assert set(state_codec.STATE_CLASSES) == {s.name for s in registry.ALL}
+    for spec in registry.ALL:  # every initial state round-trips on its own too
+        state = engine.KeyState(detectors=((spec.name, spec.initial_state()),))
+        assert state_codec.loads(state_codec.dumps(state)) == state
+
+
+def test_cache_turns_undecodable_into_one_report_and_empty_state() -> None:
+    reports: list[tuple[str, str]] = []
+    cache = state_codec.DecodedCache(on_undecodable=lambda k, key, exc: reports.append((k, key)))
+    bad = pickle.dumps({"x": 1})
+    assert cache.load("user", "mallory", bad) == engine.KeyState()
+    assert cache.load("user", "mallory", bad) == engine.KeyState()
+    assert reports == [("user", "mallory")]
