@@ -27,7 +27,7 @@ async def test_webhook_url_is_not_logged_on_retries(slack: tuple[FakeSlack, str]
     fake.rate_limit_next = 2  # two 429s: slack-sdk's retry handler runs twice
     caplog.set_level(logging.DEBUG)
     n = SlackNotifier(Settings(slack_webhook_url=SecretStr(url + SECRET_PATH)))
-    assert await n.notify(alert())
+    assert await n.notify(alert()) == "posted"
     assert len(fake.posts) == 1 and fake.rate_limit_next == 0
     assert SECRET_PATH not in logged(caplog)
 
@@ -37,7 +37,7 @@ async def test_bot_token_is_not_logged(slack: tuple[FakeSlack, str],
     fake, url = slack
     fake.rate_limit_next = 1
     caplog.set_level(logging.DEBUG)
-    assert await bot(url).notify(alert())
+    assert await bot(url).notify(alert()) == "posted"
     assert "xoxb-test" not in logged(caplog)
 
 
