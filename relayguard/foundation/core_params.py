@@ -38,6 +38,7 @@ from relayguard.stream import policy, windows
 from relayguard.stream.detectors import registry, volume
 from relayguard.stream.detectors.common import IpNetwork
 from relayguard.stream.engine import CoreParams, EnabledDetector
+from relayguard.stream.timefmt import TimeBounds
 
 DP = policy.DetectorPolicy
 # Defaults per detector, with the source of each in the detector's module docstring. Noisy
@@ -234,4 +235,5 @@ def build_core_params(settings: Settings) -> CoreParams:
             continue
         params = _detector_params(spec.name, spec.params_type, overrides, pol.allow_networks)
         enabled.append(EnabledDetector(spec, params))
-    return CoreParams(detectors=tuple(enabled), policy=pol)
+    bounds = TimeBounds(settings.max_event_future_seconds, settings.max_event_age_seconds)
+    return CoreParams(detectors=tuple(enabled), policy=pol, time_bounds=bounds)

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     # [signing] keys that sign and verify lock and control records
 
     # [ingest] bounds on what the worker accepts from relays
+    max_event_future_seconds: float = Field(
+        300.0, gt=0, description="dead-letter events stamped further ahead of the worker's clock "
+        "(default: Kerberos' 5-minute clock-skew tolerance)")
+    max_event_age_seconds: float = Field(
+        7 * 86400.0, gt=0, description="dead-letter events older than this (default: Kafka's "
+        "default retention, 7 days); `relayguard replay` is not bounded")
+    session_timeout_seconds: float = Field(
+        10.0, ge=6, description="worker group session timeout: a dead worker's partitions move "
+        "after this (Kafka's own default is 45 s; the broker's minimum is 6 s)")
+    heartbeat_interval_seconds: float = Field(
+        1.0, gt=0, description="worker group heartbeat (at most a third of the session timeout)")
 
     # [worker store] table store, recovery and group membership
 
