@@ -34,7 +34,7 @@ MESSAGES_1H = 1  # index of messages_1h in the volume detector's limits (and its
 
 def partition_of(key: str, partitions: int) -> int:
     """Where Kafka's default partitioner puts `key` (murmur2, as the Java client)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(key.encode())) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
