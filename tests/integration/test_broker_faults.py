@@ -62,7 +62,11 @@ async def test_broker_sigkilled_and_restarted_under_load(tmp_path: Path,
             await asyncio.sleep(0.05)
         assert broker.pid is not None
         kill(broker.pid)  # SIGKILL mid stream: no clean shutdown, no last flush
-        await _publish(relay, chunks[1])  # during the outage: the relay spools
+        await _publish(relay, chunks[1])  # during the outage
+        deadline = time.monotonic() + 30
+        while relay.state != "spooling":  # the relay noticed the outage
+            assert time.monotonic() < deadline, f"relay never noticed the outage: {relay.stats}"
+            await asyncio.sleep(0.1)
         broker.start(timeout=120)  # same data dir and port
         await _publish(relay, chunks[2])
         await _drained(relay, 120)
