@@ -56,6 +56,10 @@ class OffsetGuard:
         self.on_healed = on_healed
         self._gen: int | None = None
         self._next: dict[tuple[str, int], int] = {}
+        # Before the last rebalance: how far this worker had handled each partition. After a
+        # rebalance the consumer re-reads from the committed offset, which may be behind that
+        # (uncommitted work: redeliveries, not gaps); a gap starts after what was handled here.
+        self._before: dict[tuple[str, int], int] = {}
         # Held while one record (or one healed range) is handled, so the sweep and the agents
         # never process the same partition at once.
         self.lock = asyncio.Lock()
@@ -64,8 +68,18 @@ class OffsetGuard:
     def _check_generation(self) -> None:
         gen = self.generation()
         if gen != self._gen:  # a rebalance: the consumer seeked to the committed offsets
+            self._before = {**self._before, **self._next}
             self._gen, self._next = gen, {}
             self._last_activity = time.monotonic()
+
+    async def _expected(self, topic: str, partition: int) -> int | None:
+        """Where the record stream of this generation should go on from."""
+        tp = (topic, partition)
+        committed = await self.reader.start_offset(topic, partition)
+        before = self._before.get(tp)
+        if committed is None:
+            return before
+        return committed if before is None else max(committed, before)
 
     async def before(self, topic: str, partition: int, offset: int, handle: Handler) -> None:
         """Call before handling the record at `offset`: heals any gap in front of it."""
@@ -75,11 +89,13 @@ class OffsetGuard:
         expected = self._next.get(tp)
         if expected is None:
             try:
-                expected = await self.reader.start_offset(topic, partition)
+                expected = await self._expected(topic, partition)
             except Exception as exc:  # Kafka trouble: check from the next record on
                 log.warning("cannot read the committed offset of %s[%d] (%s); gap check "
                             "starts after offset %d", topic, partition, exc, offset)
                 expected = offset
+            if expected is not None:
+                self._next[tp] = expected  # redeliveries below it are no gap
         if expected is not None and offset > expected:
             await self._heal(topic, partition, expected, offset, handle)
 
@@ -99,7 +115,7 @@ class OffsetGuard:
                     continue
                 expected = self._next.get((topic, partition))
                 if expected is None:
-                    expected = await self.reader.start_offset(topic, partition)
+                    expected = await self._expected(topic, partition)
                     if expected is None:
                         continue
                     self._next[(topic, partition)] = expected

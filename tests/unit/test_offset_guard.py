@@ -84,3 +84,13 @@ async def test_sweep_heals_a_skipped_tail_only_when_idle() -> None:
     assert h.handled == [0, 1, 2]  # busy a moment ago: nothing done
     await h.guard.sweep([("ev", 0)], {"ev": h.handle}, idle_seconds=0)
     assert h.handled == [0, 1, 2, 3, 4, 5] and h.healed == [3, 4, 5]
+
+
+async def test_uncommitted_work_redelivered_after_a_rebalance_is_no_gap() -> None:
+    log = FakeLog(20, committed=0)
+    h = Harness(log)
+    await h.deliver(*range(10))  # handled 0..9, committed nothing yet
+    h.generation = 2  # rebalance; the consumer restarts at 0, or (a skip) goes on at 12
+    await h.deliver(0, 1, 12)
+    assert h.count("offset_gaps_found_total") == 2  # 10 and 11 only
+    assert h.handled[-3:] == [10, 11, 12]
