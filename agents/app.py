@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from relayguard.agents import faust_offsets, http_api
 from relayguard.agents.control import (
@@ -113,8 +114,13 @@ def create_app(settings: Settings, params: engine.CoreParams,
     ips = app.Table("ip-state", default=None, **table_opts)
 
     reader = KafkaRangeReader(settings.bootstrap_servers, settings.app_id)
+
+    async def refetch(topic: str, partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(topic, partition), offset)
+
     guard = OffsetGuard(reader, metrics, lambda: int(app.consumer_generation_id),
-                        lambda t, p, offs: faust_offsets.mark_processed(app, t, p, offs))
+                        lambda t, p, offs: faust_offsets.mark_processed(app, t, p, offs),
+                        refetch)
 
     async def on_user_record(rec: Record) -> None:
         try:

@@ -45,12 +45,17 @@ class RangeReader(Protocol):
 
 Handler = Callable[[Record], Awaitable[None]]
 Healed = Callable[[str, int, list[int]], None]  # tells the consumer these offsets are done
+Refetch = Callable[[str, int, int], Awaitable[None]]  # seek the consumer back to an offset
 
 
 class OffsetGuard:
     def __init__(self, reader: RangeReader, metrics: Metrics,
-                 generation: Callable[[], int], on_healed: Healed | None = None) -> None:
+                 generation: Callable[[], int], on_healed: Healed | None = None,
+                 refetch: Refetch | None = None) -> None:
         self.reader = reader
+        self.refetch = refetch
+        # Tail gaps handed back to the consumer by `sweep`: (topic, partition) -> end offset.
+        self._refetching: dict[tuple[str, int], int] = {}
         self.metrics = metrics
         self.generation = generation
         self.on_healed = on_healed
@@ -104,7 +109,9 @@ class OffsetGuard:
         """The tail: records the consumer skipped with nothing after them yet. When no record
         has arrived for `idle_seconds` (the consumer fetches within milliseconds when it has
         work), every assigned partition whose high watermark is beyond what was handled is
-        read from where handling stopped. Call with flow active (not during a rebalance)."""
+        re-fetched from where handling stopped: with `refetch`, by seeking the consumer back
+        (the records then come through the stream, as table writes need: Faust refuses them
+        outside stream iteration); else read and handled here. Call with flow active."""
         if time.monotonic() - self._last_activity < idle_seconds:
             return
         async with self.lock:
@@ -120,13 +127,30 @@ class OffsetGuard:
                         continue
                     self._next[(topic, partition)] = expected
                 end = await self.reader.end_offset(topic, partition)
-                if end > expected:
+                if end <= expected:
+                    continue
+                if self.refetch is None:
                     await self._heal(topic, partition, expected, end, handle)
+                    continue
+                labels = {"topic": topic, "partition": str(partition)}
+                self.metrics.inc("offset_gaps_found_total", end - expected, **labels)
+                log.error("offset gap in %s[%d]: %d..%d (%d records) never reached this "
+                          "worker; seeking back to %d", topic, partition, expected, end - 1,
+                          end - expected, expected)
+                self._refetching[(topic, partition)] = end
+                await self.refetch(topic, partition, expected)
             self._last_activity = time.monotonic()
 
     def after(self, topic: str, partition: int, offset: int) -> None:
         tp = (topic, partition)
         self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+        end = self._refetching.get(tp)
+        if end is not None:
+            if offset < end:
+                self.metrics.inc("offset_gaps_healed_total", topic=topic,
+                                 partition=str(partition))
+            if offset >= end - 1:
+                del self._refetching[tp]
 
     async def _heal(self, topic: str, partition: int, start: int, end: int,
                     handle: Handler) -> None:

@@ -94,3 +94,19 @@ async def test_uncommitted_work_redelivered_after_a_rebalance_is_no_gap() -> Non
     await h.deliver(0, 1, 12)
     assert h.count("offset_gaps_found_total") == 2  # 10 and 11 only
     assert h.handled[-3:] == [10, 11, 12]
+
+
+async def test_sweep_with_refetch_seeks_back_and_counts_what_comes_through() -> None:
+    log = FakeLog(6, committed=0)
+    h = Harness(log)
+    seeks: list[tuple[str, int, int]] = []
+
+    async def refetch(topic: str, partition: int, offset: int) -> None:
+        seeks.append((topic, partition, offset))
+
+    h.guard.refetch = refetch
+    await h.deliver(0, 1, 2)
+    await h.guard.sweep([("ev", 0)], {"ev": h.handle}, idle_seconds=0)
+    assert seeks == [("ev", 0, 3)] and h.handled == [0, 1, 2]
+    await h.deliver(3, 4, 5)  # the consumer delivers them again after the seek
+    assert h.count("offset_gaps_found_total") == 3 and h.count("offset_gaps_healed_total") == 3
