@@ -2,7 +2,10 @@
 
 Agents decode raw bytes themselves (a decode error thrown into a Faust agent stops it quietly,
 faust #175), run with concurrency 1 (tables need it; faust #606), and stay at-least-once: effects
-are idempotent through event ids (dedupe in the core) and deterministic command ids.
+on state are exactly-once by source position (each key's state keeps the last offset applied per
+events-topic partition; a redelivery has no effect), skipped offsets are noticed and re-read
+(agents/offset_guard.py), relay resends are dropped by event id, and command ids are
+deterministic.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
-from relayguard.agents import http_api, slack_worker
+from relayguard.agents import faust_offsets, http_api, slack_worker
 from relayguard.agents.control import (
     Tables,
     due_for_expiry,
@@ -22,7 +26,9 @@ from relayguard.agents.control import (
     sync_record,
     tick_record,
 )
+from relayguard.agents.kafka_ranges import KafkaRangeReader
 from relayguard.agents.metrics import Metrics
+from relayguard.agents.offset_guard import Handler, OffsetGuard, Record
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.agents.readiness import Readiness
 from relayguard.agents.state_table import UndecodableReporter, state_table
@@ -34,6 +40,9 @@ from relayguard.stream import codec, engine
 from relayguard.stream.records import Alert, LockCommand
 
 log = logging.getLogger("relayguard.worker")
+# How often an idle worker checks its partitions' tails for records Faust skipped
+# (agents/offset_guard.py); a gap is healed after two idle intervals.
+GAP_SWEEP_SECONDS = 2.5
 
 
 class KafkaOutputs:
@@ -56,8 +65,9 @@ class KafkaOutputs:
 
     async def lock_command(self, command: LockCommand) -> None:
         value = codec.encode_lock_command(command, self.signer)
-        await self.locks.send(key=codec.lock_key(command.subject_kind, command.subject),
-                              value=value)
+        sent = await self.locks.send(key=codec.lock_key(command.subject_kind, command.subject),
+                                     value=value)
+        await sent  # delivered before the state that records it is written (pipeline._step)
 
     async def alert(self, alert: Alert) -> None:
         await self.alerts.send(key=alert.subject.encode(),
@@ -93,8 +103,6 @@ def create_app(settings: Settings, params: engine.CoreParams,
         # the changelog after the offsets the store saved; memory rebuilds from all of it.
         store=STORES[settings.table_store],
         table_standby_replicas=settings.table_standby_replicas,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 5),
         # Faust's built-in views show raw per-user state (/table), cluster layout (/router)
         # and internals (/graph, /stats, /assignment) to anyone: none of them are served.
         web_tables_enabled=False,
@@ -114,7 +122,12 @@ def create_app(settings: Settings, params: engine.CoreParams,
         broker_commit_every=500,
         producer_linger=0.005,  # batch changelog and output records (default: one per send)
         broker_max_poll_records=1000,
+        # A dead worker's partitions move after the session timeout (Kafka's default 45 s);
+        # heartbeats at a third of it or less, as Kafka's docs advise.
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
     )
+    faust_offsets.install(app)  # before app.topic(): see agents/faust_offsets.py
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings, signer)
     pipeline = Pipeline(params, locator, outputs, metrics)
@@ -129,26 +142,65 @@ def create_app(settings: Settings, params: engine.CoreParams,
     users = state_table(app, TABLE_NAMES["user"], undecodable, **table_opts)
     ips = state_table(app, TABLE_NAMES["ip"], undecodable, **table_opts)
 
-    @app.agent(outputs.events, concurrency=1)
-    async def ingest(stream: Any) -> None:
+    reader = KafkaRangeReader(settings.bootstrap_servers, settings.app_id)
+
+    async def refetch(topic: str, partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(topic, partition), offset)
+
+    guard = OffsetGuard(reader, metrics, lambda: int(app.consumer_generation_id),
+                        lambda t, p, offs: faust_offsets.mark_processed(app, t, p, offs),
+                        refetch)
+
+    async def on_user_record(rec: Record) -> None:
+        try:
+            await pipeline.ingest(rec.value, Origin(rec.topic, rec.partition, rec.offset,
+                                                    rec.key), users)
+        except Exception:  # never let one record stop the agent
+            log.exception("unexpected error on %s[%d]@%d; record skipped",
+                          rec.topic, rec.partition, rec.offset)
+
+    async def on_ip_record(rec: Record) -> None:
+        try:
+            await pipeline.ingest_by_ip(rec.value, ips)
+        except Exception:
+            log.exception("unexpected error on by-ip record %s[%d]@%d; skipped",
+                          rec.topic, rec.partition, rec.offset)
+
+    async def guarded(stream: Any, handle: Any) -> None:
         async for ev in stream.events():
             msg = ev.message
-            origin = Origin(msg.topic, msg.partition, msg.offset, msg.key)
-            try:
-                await pipeline.ingest(ev.value, origin, users)
-            except Exception:  # never let one record stop the agent
-                log.exception("unexpected error on %s[%d]@%d; record skipped",
-                              msg.topic, msg.partition, msg.offset)
+            rec = Record(msg.topic, msg.partition, msg.offset, msg.key, ev.value)
+            async with guard.lock:
+                try:
+                    await guard.before(rec.topic, rec.partition, rec.offset, handle)
+                except Exception:
+                    log.exception("offset gap check failed at %s[%d]@%d", rec.topic,
+                                  rec.partition, rec.offset)
+                await handle(rec)
+                guard.after(rec.topic, rec.partition, rec.offset)
+
+    @app.agent(outputs.events, concurrency=1)
+    async def ingest(stream: Any) -> None:
+        await guarded(stream, on_user_record)
 
     @app.agent(outputs.by_ip_topic, concurrency=1)
     async def ingest_by_ip(stream: Any) -> None:
-        async for ev in stream.events():
-            try:
-                await pipeline.ingest_by_ip(ev.value, ips)
-            except Exception:
-                log.exception("unexpected error on by-ip record; skipped")
+        await guarded(stream, on_ip_record)
 
     tables: Tables = {"user": users, "ip": ips}
+    guarded_topics: dict[str, Handler] = {settings.topics.events: on_user_record,
+                      settings.topics.events_by_ip: on_ip_record}
+
+    @app.timer(interval=GAP_SWEEP_SECONDS)  # type: ignore[untyped-decorator]
+    async def sweep_tail_gaps() -> None:
+        if not app.flow_control.is_active() or app.rebalancing:
+            return
+        assigned = sorted((tp.topic, tp.partition) for tp in app.consumer.assignment()
+                          if tp.topic in guarded_topics)
+        try:
+            await guard.sweep(assigned, guarded_topics, GAP_SWEEP_SECONDS * 2)
+        except Exception as exc:  # Kafka trouble: the next sweep tries again
+            log.warning("offset gap sweep failed: %s", exc)
 
     @app.agent(outputs.locks, concurrency=1)
     async def follow_locks(stream: Any) -> None:

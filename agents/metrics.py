@@ -19,6 +19,15 @@ HELP = {
     "time_out_of_range, tick_out_of_range, or a malformed-record reason)",
 
     # [ingest]
+    "redeliveries_total": "Events whose source offset was already applied to the key's state "
+                          "(at-least-once redelivery), dropped without effect, by kind",
+    "offset_gaps_found_total": "Offsets the consumer skipped in a partition, by topic/partition",
+    "offset_gaps_healed_total": "Skipped offsets re-read with a side consumer and processed, "
+                                "by topic/partition",
+    "offset_gaps_lost_total": "Skipped offsets that could not be re-read (deleted by retention?), "
+                              "by topic/partition",
+    "time_rejected_total": "Events dead-lettered because their time is implausible, by "
+                           "direction (future/past)",
 
     # [worker store]
     "state_undecodable_total": "Table values that could not be decoded and were dropped "

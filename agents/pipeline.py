@@ -4,6 +4,7 @@ without Faust: decode -> (DLQ | re-key | enrich -> core step -> table -> outputs
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -36,6 +37,24 @@ class Origin:
     key: bytes | None
 
 
+# By-IP records carry the events-topic position they came from, so per-IP state can drop an
+# at-least-once re-forward by position exactly as per-user state does: magic, partition, offset.
+_SOURCE_MAGIC = b"rg-src1:"
+_SOURCE = struct.Struct(">iq")
+
+
+def wrap_source(source: engine.Source, raw: bytes) -> bytes:
+    return _SOURCE_MAGIC + _SOURCE.pack(*source) + raw
+
+
+def unwrap_source(value: bytes) -> tuple[engine.Source | None, bytes]:
+    """(source position, event bytes); records without one (older workers) give None."""
+    if value.startswith(_SOURCE_MAGIC) and len(value) >= len(_SOURCE_MAGIC) + _SOURCE.size:
+        partition, offset = _SOURCE.unpack_from(value, len(_SOURCE_MAGIC))
+        return (partition, offset), value[len(_SOURCE_MAGIC) + _SOURCE.size:]
+    return None, value
+
+
 def user_key(event: Event) -> str:
     """The events topic key: the user, or the client IP when the relay did not know the user."""
     return event.user or event.client_ip
@@ -63,15 +82,19 @@ class Pipeline:
         self, raw: bytes, origin: Origin, users: MutableMapping[str, bytes]
     ) -> None:
         """One record from the events topic. Never raises on bad input."""
+        now = time.time()  # the shell owns the clock; the codec and core get `now` passed in
         try:
-            event = codec.decode_event(raw)
+            event = codec.decode_event(raw, now, self.params.time_bounds)
         except codec.Rejected as exc:
             self.metrics.inc("dead_letters_total", reason=exc.reason)
+            if exc.reason == "time_out_of_range":
+                self.metrics.inc("time_rejected_total",
+                                 direction="future" if " ahead " in exc.detail else "past")
             log.warning("dead-lettered %s[%d]@%d: %s (%s)", origin.topic, origin.partition,
                         origin.offset, exc.reason, exc.detail)
             await self.outputs.dead_letter(dead_letter_record(
                 raw, exc.reason, exc.detail, origin.topic, origin.partition, origin.offset,
-                time.time()))
+                now))
             return
         key = user_key(event)
         if origin.key != key.encode():
@@ -79,32 +102,42 @@ class Pipeline:
             self.metrics.inc("rerouted_total")
             await self.outputs.reroute(key, raw)
             return
+        source = (origin.partition, origin.offset)
         if self.has_ip_detectors and needs_ip_state(event):
-            await self.outputs.by_ip(event.client_ip, raw)
+            await self.outputs.by_ip(event.client_ip, wrap_source(source, raw))
         if event.user is None:
             self.metrics.inc("events_total", outcome="no_user")
             return
-        await self._step("user", event.user, enrich(event, self.locator), users)
+        await self._step("user", event.user, enrich(event, self.locator), users, source)
 
     async def ingest_by_ip(
-        self, raw: bytes, ips: MutableMapping[str, bytes]
+        self, value: bytes, ips: MutableMapping[str, bytes]
     ) -> None:
         """One record from the by-IP repartition (already validated by ingest)."""
+        source, raw = unwrap_source(value)
         try:
-            event = codec.decode_event(raw)
+            event = codec.decode_event(raw)  # not time-bounded again: ingest did, at its `now`
         except codec.Rejected:
             return  # cannot happen for records we forwarded ourselves
-        await self._step("ip", event.client_ip, event, ips)
+        await self._step("ip", event.client_ip, event, ips, source)
 
     async def _step(self, kind: SubjectKind, key: str, event: Event,
-                    table: MutableMapping[str, bytes]) -> None:
+                    table: MutableMapping[str, bytes],
+                    source: engine.Source | None = None) -> None:
         state = self.decoded.load(kind, key, table.get(key))
-        result = engine.step(self.params, kind, key, state, event)
+        result = engine.step(self.params, kind, key, state, event, source)
         self.metrics.inc("events_total", outcome=result.outcome)
-        if result.outcome == "duplicate":
+        if result.outcome == "redelivered":
+            self.metrics.inc("redeliveries_total", kind=kind)
             return
-        self.store(kind, key, result.state, table)
+        if result.outcome == "duplicate":
+            if result.state is not state and state is not None:
+                self.store(kind, key, result.state, table)  # remembers the position only
+            return
+        # Outputs first, then the state that records them as done: a crash in between redoes
+        # the event (same deterministic command ids), never loses its commands.
         await self.emit(result)
+        self.store(kind, key, result.state, table)
 
     def store(self, kind: SubjectKind, key: str, state: engine.KeyState,
               table: MutableMapping[str, bytes]) -> None:

@@ -6,6 +6,7 @@ so the agent can route any bad payload to the DLQ with a clear cause and carry o
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ import orjson
 from relayguard import schemas
 from relayguard.stream import signed
 from relayguard.stream.records import Alert, Event, LockAck, LockCommand, LoginEvent, SendEvent
-from relayguard.stream.timefmt import parse_rfc3339, to_rfc3339
+from relayguard.stream.timefmt import TimeBounds, parse_rfc3339, to_rfc3339
 
 R = TypeVar("R")
 MAX_EVENT_BYTES = 64 * 1024  # a login or send event is well under 1 KiB; anything this big is junk
@@ -66,27 +67,57 @@ def parse_record(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-def decode_event(raw: bytes) -> Event:
+def decode_event(raw: bytes, now: float | None = None,
+                 bounds: TimeBounds | None = None) -> Event:
+    """A checked event. With `now` (the caller's clock), a time outside `bounds` is refused
+    with reason `time_out_of_range`: it must never reach the core, where it would move the
+    key's watermark. Without `now` (offline replay of old logs) times are not bounded."""
     data = parse_record(raw, ("login", "send"))
     try:
-        return event_from_dict(data)
-    except ValueError as exc:  # times that match the format but not the calendar
+        event = event_from_dict(data)
+    except (ValueError, TypeError, OverflowError) as exc:  # calendar, range, type problems
         raise Rejected("invalid", str(exc)) from None
+    if now is not None:
+        problem = (bounds or TimeBounds()).problem(event.event_time, now)
+        if problem is not None:
+            raise Rejected("time_out_of_range", problem)
+    return event
+
+
+def _int(d: dict[str, Any], name: str) -> int:
+    """JSON Schema counts 1.0 and 1e30 as integers; we want what the relay wrote: a plain int."""
+    value = d[name]
+    if type(value) is not int:
+        raise TypeError(f"{name} must be a JSON integer without fraction or exponent, "
+                        f"got {value!r}")
+    return value
+
+
+def canonical_ip(text: str) -> str:
+    """The canonical text of an IPv4/IPv6 address (IPv4-mapped IPv6 as plain IPv4)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"client_ip {text[:80]!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:
     t = parse_rfc3339(d["event_time"])
+    ip = canonical_ip(d["client_ip"])
     if d["type"] == "login":
         return LoginEvent(
             event_id=d["event_id"], event_time=t, relay_id=d["relay_id"], user=d["user"],
-            client_ip=d["client_ip"], success=d["success"], tls_protocol=d.get("tls_protocol"),
+            client_ip=ip, success=d["success"], tls_protocol=d.get("tls_protocol"),
             sasl_mechanism=d.get("sasl_mechanism"), failure_reason=d.get("failure_reason"),
             source=d.get("source", "unknown"), password_hash=d.get("password_hash"),
         )
     return SendEvent(
         event_id=d["event_id"], event_time=t, relay_id=d["relay_id"], user=d["user"],
-        client_ip=d["client_ip"], sender=d["sender"], recipient_count=d["recipient_count"],
-        size=d["size"], tls_protocol=d.get("tls_protocol"), queue_id=d.get("queue_id"),
+        client_ip=ip, sender=d["sender"], recipient_count=_int(d, "recipient_count"),
+        size=_int(d, "size"), tls_protocol=d.get("tls_protocol"), queue_id=d.get("queue_id"),
         source=d.get("source", "unknown"),
     )
 

@@ -13,8 +13,14 @@ from typing import Any, Literal
 from relayguard.stream import policy, windows
 from relayguard.stream.detector import AnySpec
 from relayguard.stream.records import Alert, Event, Finding, LockCommand, SubjectKind
+from relayguard.stream.timefmt import TimeBounds
 
-Outcome = Literal["processed", "duplicate", "too_late"]
+# "redelivered": the source position (partition, offset) was applied before: at-least-once
+# redelivery after a restart or rebalance. "duplicate": the same event id again (a relay resend).
+Outcome = Literal["processed", "duplicate", "redelivered", "too_late"]
+# Where an event was read: (events-topic partition, offset). The by-IP repartition carries the
+# original events-topic position, so per-IP state dedupes the same way.
+Source = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +34,10 @@ class CoreParams:
     detectors: tuple[EnabledDetector, ...]
     policy: policy.PolicyParams = field(default_factory=policy.PolicyParams)
     grace_seconds: float = 300.0  # events older than newest-seen minus this are refused as late
-    dedupe_ids: int = 256  # event ids remembered per key to drop at-least-once redeliveries
+    dedupe_ids: int = 256  # event ids remembered per key to drop relay-side resends
+    # What event times ingest accepts against the worker's clock (checked by the codec when the
+    # caller passes `now`; the core itself never reads the clock).
+    time_bounds: TimeBounds = field(default_factory=TimeBounds)
     # Derived once: the detectors of each key kind (asked for on every event).
     _by_kind: dict[str, tuple[EnabledDetector, ...]] = field(init=False, repr=False,
                                                              compare=False)
@@ -51,6 +60,10 @@ class KeyState:
     # the ids themselves, which dominated a busy user's state.
     recent_event_ids: bytes = b""
     late_events: int = 0
+    # (events-topic partition, last offset applied), sorted by partition: at most one pair per
+    # partition of the events topic, so bounded by the partition count whatever the traffic.
+    applied: tuple[tuple[int, int], ...] = ()
+    events_applied: int = 0  # events that changed this state (processed), for audits and tests
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +76,20 @@ class StepResult:
 
 
 def step(params: CoreParams, kind: SubjectKind, key: str, state: KeyState | None,
-         event: Event) -> StepResult:
+         event: Event, source: Source | None = None) -> StepResult:
+    """Apply one event. With `source`, an event at or below the last applied offset of its
+    partition is a redelivery and has no effect, whatever the consumer's offset handling did."""
     state = state or KeyState()
+    if source is not None and source[1] <= last_applied(state, source[0]):
+        return StepResult(state, "redelivered")
+    applied = state.applied if source is None else _with_applied(state.applied, source)
     digest = _id_digest(event.event_id)
     if _seen(state.recent_event_ids, digest):
-        return StepResult(state, "duplicate")
+        # Still remember the position, so a redelivery of this very record is caught by offset.
+        return StepResult(replace(state, applied=applied), "duplicate")
     if windows.is_too_late(event.event_time, state.watermark, params.grace_seconds):
-        return StepResult(replace(state, late_events=state.late_events + 1), "too_late")
+        return StepResult(replace(state, late_events=state.late_events + 1, applied=applied),
+                          "too_late")
     ids = (state.recent_event_ids + digest)[-params.dedupe_ids * _DIGEST:]
     now = max(state.watermark, event.event_time)
 
@@ -96,12 +116,28 @@ def step(params: CoreParams, kind: SubjectKind, key: str, state: KeyState | None
         lock=decision.state,
         recent_event_ids=ids,
         late_events=state.late_events,
+        applied=applied,
+        events_applied=state.events_applied + 1,
     )
     return StepResult(new_state, "processed", findings, expired.commands + decision.commands,
                       decision.alerts)
 
 
 _DIGEST = 8
+
+
+def last_applied(state: KeyState, partition: int) -> int:
+    """The last offset of `partition` applied to this state, -1 if none."""
+    for p, offset in state.applied:
+        if p == partition:
+            return offset
+    return -1
+
+
+def _with_applied(applied: tuple[tuple[int, int], ...],
+                  source: Source) -> tuple[tuple[int, int], ...]:
+    partition, offset = source
+    return tuple(sorted({**dict(applied), partition: offset}.items()))
 
 
 def _id_digest(event_id: str) -> bytes:

@@ -38,6 +38,7 @@ from relayguard.stream import policy, windows
 from relayguard.stream.detectors import registry, volume
 from relayguard.stream.detectors.common import IpNetwork
 from relayguard.stream.engine import CoreParams, EnabledDetector
+from relayguard.stream.timefmt import TimeBounds
 
 DP = policy.DetectorPolicy
 # Defaults per detector, with the source of each in the detector's module docstring. Noisy
@@ -234,4 +235,13 @@ def build_core_params(settings: Settings) -> CoreParams:
             continue
         params = _detector_params(spec.name, spec.params_type, overrides, pol.allow_networks)
         enabled.append(EnabledDetector(spec, params))
-    return CoreParams(detectors=tuple(enabled), policy=pol)
+    bounds = TimeBounds(settings.max_event_future_seconds, settings.max_event_age_seconds)
+    grace = CoreParams.__dataclass_fields__["grace_seconds"].default
+    if bounds.max_future_seconds > grace:  # type: ignore[operator]
+        # An event at the bound moves the key's watermark that far ahead; real events more
+        # than `grace` behind it are refused as late, which is the blinding this bound stops.
+        raise ConfigError(
+            f"max_event_future_seconds={bounds.max_future_seconds:g} is larger than the core's "
+            f"lateness grace ({grace} s): one event stamped that far ahead would make real "
+            "events count as too late", f"set RELAYGUARD_MAX_EVENT_FUTURE_SECONDS <= {grace}")
+    return CoreParams(detectors=tuple(enabled), policy=pol, time_bounds=bounds)

@@ -135,6 +135,17 @@ class Settings(BaseSettings):
         "of the verifier's clock, and a control tick's `now` off it (default: Kerberos' 5 min)")
 
     # [ingest] bounds on what the worker accepts from relays
+    max_event_future_seconds: float = Field(
+        300.0, gt=0, description="dead-letter events stamped further ahead of the worker's clock "
+        "(default: Kerberos' 5-minute clock-skew tolerance)")
+    max_event_age_seconds: float = Field(
+        7 * 86400.0, gt=0, description="dead-letter events older than this (default: Kafka's "
+        "default retention, 7 days); `relayguard replay` is not bounded")
+    session_timeout_seconds: float = Field(
+        10.0, ge=6, le=300, description="worker group session timeout: a dead worker's "
+        "partitions move after this (Kafka's own default is 45 s; the broker's minimum is 6 s)")
+    heartbeat_interval_seconds: float = Field(
+        1.0, gt=0, description="worker group heartbeat (at most a third of the session timeout)")
 
     # [worker store] table store, recovery and group membership
     table_store: Literal["rocksdb", "memory"] = Field(
@@ -144,9 +155,6 @@ class Settings(BaseSettings):
     table_standby_replicas: int = Field(
         1, ge=0, description="warm copies of each table partition that other workers keep "
         "from the changelog, so a failover need not replay it (Faust's default: 1)")
-    session_timeout_seconds: float = Field(
-        10.0, ge=6, le=300, description="Kafka group session timeout: how soon a dead "
-        "worker's partitions move to the others (the broker's minimum is 6 s by default)")
 
     @classmethod
     def settings_customise_sources(

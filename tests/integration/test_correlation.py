@@ -11,7 +11,7 @@ import pytest
 
 from relayguard.stream import codec
 from relayguard.stream.records import Event, LoginEvent, SendEvent
-from tests.fixtures.worker import RunningWorker
+from tests.fixtures.worker import StartWorker
 from tests.kafka_helpers import collect, produce
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,9 @@ def _history(user: str, now: float) -> list[Event]:
     return events
 
 
-async def test_new_country_then_burst_under_limits_is_locked(worker: RunningWorker) -> None:
+async def test_new_country_then_burst_under_limits_is_locked(start_worker: StartWorker) -> None:
+    # The history starts 15 days back, beyond the worker's default 7-day age bound on events.
+    worker = start_worker(RELAYGUARD_MAX_EVENT_AGE_SECONDS=str(30 * DAY))
     user = f"takeover-{uuid.uuid4().hex[:6]}"
     await produce(worker.bootstrap, worker.topics.events,
                   [(user.encode(), codec.encode_event(e)) for e in _history(user, time.time())])

@@ -106,3 +106,33 @@ def test_digest_match_must_be_aligned() -> None:
     d = bytes(range(16))  # two digests: 0..7 and 8..15
     assert engine._seen(d, bytes(range(8, 16)))
     assert not engine._seen(d, bytes(range(4, 12)))  # straddles both
+
+
+def test_source_position_at_or_below_last_applied_is_a_redelivery() -> None:
+    p = params()
+    s = None
+    for off in (5, 6, 7):
+        s = engine.step(p, "user", "mallory", s, send(off, 1000.0 + off), (0, off)).state
+    assert s is not None and s.applied == ((0, 7),) and s.events_applied == 3
+    for off in (5, 7):  # the very same records again, new ids or not: no effect
+        res = engine.step(p, "user", "mallory", s, send(100 + off, 1010.0), (0, off))
+        assert res.outcome == "redelivered" and res.state is s
+    # Another partition's offsets are tracked on their own (after a partition-count change).
+    res = engine.step(p, "user", "mallory", s, send(200, 1011.0), (1, 0))
+    assert res.outcome == "processed" and res.state.applied == ((0, 7), (1, 0))
+
+
+def test_positions_stay_bounded_by_the_partition_count() -> None:
+    p = params()
+    s = None
+    for i in range(500):
+        s = engine.step(p, "user", "mallory", s, send(i, 1000.0 + i), (i % 4, i)).state
+    assert s is not None and len(s.applied) == 4 and s.events_applied == 500
+
+
+def test_duplicate_id_still_records_its_position() -> None:
+    p = params()
+    s = engine.step(p, "user", "mallory", None, send(1, 1000.0), (0, 1)).state
+    res = engine.step(p, "user", "mallory", s, send(1, 1000.0), (0, 2))  # relay resend
+    assert res.outcome == "duplicate" and res.state.applied == ((0, 2),)
+    assert res.state.events_applied == 1

@@ -1,0 +1,75 @@
+"""Two small, documented fixes to faust-streaming 0.15.3's offset bookkeeping
+(faust/transport/consumer.py), installed by giving the app our own Transport.
+
+What Faust does: `Consumer._committed_offset[tp]` holds the group's committed offset, i.e. the
+NEXT offset to read (Kafka's convention: perform_seek() copies it from seek_to_committed()).
+Acked offsets are collected in `_acked[tp]`; `_new_offset(tp)` commits the first run of
+consecutive acked offsets, and is meant to wait while the head of that run is missing. Two
+things let a commit step over an offset that was never processed:
+
+1. The head check is off by one: `if min(acked) - committed_offset > 1: return None`. With
+   committed = C (next to read) and acked = [C+1, ...], C+1 - C = 1 passes, and C+2.. is
+   committed although C was never acked. Fixed here: the head of the run must be C itself.
+2. Stream.__aiter__ skips a record fetched in an earlier consumer generation, or one that
+   reaches the stream while flow control is suspended (a rebalance or recovery is under way),
+   but still ACKS it, and `ack()` accepts any offset >= committed: an offset that was never
+   processed is committed. Seen on the real broker: after a restart the records at the
+   committed offset C.. reached the stream during recovery, were skipped and committed, and the
+   worker processed C+3 next. Fixed here: such a record is marked done for shutdown's
+   bookkeeping but never counted as acked, so the commit cannot pass it; it is processed when
+   it is fetched again, or re-read by agents/offset_guard.py.
+
+Both are belts; the braces are agents/offset_guard.py (every skipped offset is noticed and
+re-read) and the per-key source positions in the core (a redelivery has no effect).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+
+
+class GuardedConsumer(faust_aiokafka.Consumer):
+    def ack(self, message: Message) -> bool:
+        stale = getattr(message, "generation_id", None) not in (
+            None, self.app.consumer_generation_id)
+        if stale or not self.app.flow_control.is_active():
+            with ack_lock:
+                message.acked = True  # nothing waits for it; it will be fetched again
+                self._unacked_messages.discard(message)
+            return False
+        return super().ack(message)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        # The next offset to commit (== committed) has not been acked yet: wait for it.
+        if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+            return None
+        return super()._new_offset(tp)
+
+
+class GuardedTransport(faust_aiokafka.Transport):
+    Consumer = GuardedConsumer
+
+
+def install(app: Any) -> None:
+    """Use the guarded consumer (must run before anything touches `app.topics`)."""
+    app.transport = GuardedTransport(app.conf.broker_consumer, app)
+
+
+def mark_processed(app: Any, topic: str, partition: int, offsets: list[int]) -> None:
+    """Offsets processed outside Faust's stream (healed gaps): let the commit move past them."""
+    consumer = app.consumer
+    tp = TP(topic, partition)
+    with ack_lock:
+        committed = consumer._committed_offset[tp]
+        index = consumer._acked_index[tp]
+        for offset in offsets:
+            if (committed is None or offset >= committed) and offset not in index:
+                index.add(offset)
+                consumer._acked[tp].append(offset)
+                consumer._n_acked += 1
