@@ -273,7 +273,8 @@ def inject(fleet: Fleet) -> list[Attack]:
         taken.add(victim.name)
         # Leave 18 h for the slow ones to finish inside the scored window.
         t = cfg.scored_start + rng.uniform(0.5 * DAY, cfg.scored_days * DAY - 18 * 3600)
-        a = Attack(f"A{i + 1:02d}", kind, [victim.name], Emitter(f"a{i + 1:02d}", cfg.password_hashes),
+        emit = Emitter(f"a{i + 1:02d}", cfg.password_hashes)
+        a = Attack(f"A{i + 1:02d}", kind, [victim.name], emit,
                    random.Random(f"attack:{cfg.seed}:{i}"), rng.choice(RELAYS))
         INJECTORS[kind](a, t, victim, fleet)
         a.events.sort(key=lambda e: (e[0], e[1]))

@@ -119,13 +119,13 @@ class UserTraffic:
                 away = t > flight[1] if day == trip.depart_day else t < flight[0]
                 here = trip.hotel_ip if away else None
             self._one_session(t, here, workday, 8.0 <= hour < 18.0)
-        if u.mailing_list and workday and rng.random() < 0.35:
+        if u.mailing_list and workday and rng.random() < 0.25:
             t = start + rng.uniform(9, 16) * HOUR
             relay = self._relay()
             ip = u.org.office_ip
             self._push(self.emit.login(t, relay, u.name, ip))
             self._push(self.emit.send(t + rng.uniform(5, 40), relay, u.name, ip,
-                                      rng.randint(50, 400), _size(rng)))
+                                      rng.randint(30, 300), _size(rng)))
         if u.stale_phone and u.stale_phone[0] <= day < u.stale_phone[1]:
             self._stale_phone(start, workday, hotel)
         if u.new_phone_day == day:

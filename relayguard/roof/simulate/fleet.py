@@ -129,9 +129,10 @@ def _org(rng: random.Random, index: int, cfg: SimConfig) -> Org:
     country = _weighted_country(rng)
     city = rng.choice(world.cities_of(country))
     vpn_ip = None
-    if rng.random() < 0.15:
-        abroad = [d for d in world.DATACENTRES if world.CITY_BY_NAME[d].country != country]
-        vpn_ip = world.datacentre_ip(rng, rng.choice(abroad[:6]))  # European/US exits
+    if rng.random() < 0.08:
+        # Corporate VPN exits sit in a big European hub, usually in another country.
+        hubs = ("Frankfurt", "Amsterdam", "London", "Paris", "Stockholm")
+        vpn_ip = world.datacentre_ip(rng, rng.choice(hubs))
     # Country holidays: the same weekday(s) for every org of the country, from the seed.
     holiday_rng = random.Random(f"holidays:{cfg.seed}:{country}")
     weekdays = [d for d in range(days) if d % 7 < 5]
@@ -160,8 +161,8 @@ def _habits(rng: random.Random, u: User, cfg: SimConfig) -> None:
     if rng.random() < 0.25:
         u.phone_share = min(0.8, u.phone_share + 0.35)
         u.tags.append("mobile_hopper")
-    if u.org.vpn_ip and rng.random() < 0.6:
-        u.vpn_share = rng.uniform(0.2, 0.6)
+    if u.org.vpn_ip and rng.random() < 0.5:  # VPN on for some sessions, off for others
+        u.vpn_share = rng.uniform(0.1, 0.5)
         u.tags.append("vpn")
     if rng.random() < 0.08:
         _add_trip(rng, u, days)
