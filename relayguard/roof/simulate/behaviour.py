@@ -54,10 +54,21 @@ class UserTraffic:
         self.hub = self.rng.randrange(4)
         self.heap: list[Timed] = []
         self.relay = self.rng.choice(RELAYS)
+        # At the airport and in the air nothing is sent, whatever day's draw it came from.
+        self.in_air = [self._flight_window(trip, trip_day) for trip in user.trips
+                       for trip_day in (trip.depart_day, trip.return_day)]
 
     # --- helpers -------------------------------------------------------------------------
     def _push(self, item: Timed) -> None:
+        if any(a <= item[0] <= b for a, b in self.in_air):
+            return
         heapq.heappush(self.heap, item)
+
+    def _flight_window(self, trip: Trip, day: int) -> tuple[float, float]:
+        out = day == trip.depart_day
+        origin, dest = (self.u.org.city, trip.dest) if out else (trip.dest, self.u.org.city)
+        leave = self._day_start(day, origin.utc_offset_h) + trip.depart_hour * HOUR
+        return leave - 1.5 * HOUR, leave + (world.flight_hours(origin, dest) + 0.3) * HOUR
 
     def _relay(self) -> str:
         return self.relay if self.rng.random() < 0.8 else self.rng.choice(RELAYS)
@@ -153,16 +164,13 @@ class UserTraffic:
                      typo=rng.random() < 0.01)
 
     def _flight(self, trip: Trip, day: int) -> tuple[float, float]:
-        """Block the hours at the airport and in the air; flush the outbox on landing."""
+        """Flush the outbox on landing; returns the window with nothing but the flight."""
         u, rng = self.u, self.rng
-        out = day == trip.depart_day
-        origin, dest = (u.org.city, trip.dest) if out else (trip.dest, u.org.city)
-        leave = self._day_start(day, origin.utc_offset_h) + trip.depart_hour * HOUR
-        land = leave + world.flight_hours(origin, dest) * HOUR
-        arrived_ip = trip.hotel_ip if out else u.home_ip
-        t = land + rng.uniform(0.3, 1.0) * HOUR
+        leave, landed = self._flight_window(trip, day)
+        arrived_ip = trip.hotel_ip if day == trip.depart_day else u.home_ip
+        t = landed + rng.uniform(0.0, 0.7) * HOUR + 1
         self.session(t, arrived_ip, rng.randint(3, 15))  # the queued outbox goes at once
-        return leave - 1.5 * HOUR, t - 1
+        return leave, t - 1
 
     def _stale_phone(self, start: float, workday: bool, hotel: str | None) -> None:
         """An old device with the previous password retries every 20-60 minutes, all day."""
