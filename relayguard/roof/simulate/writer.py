@@ -34,7 +34,7 @@ def stream(fleet: Fleet, attacks: list[Attack]) -> Iterator[Timed]:
     """All events in (time, id) order: a heap merge of per-user and per-attack generators."""
     sources: list[Iterator[Timed]] = [UserTraffic(u, fleet.config).events() for u in fleet.users]
     sources += [iter(a.events) for a in attacks]
-    return heapq.merge(*sources, key=lambda e: (e[0], e[1]))
+    return heapq.merge(*sources)  # (time, unique id, ...) tuples: the dicts never compare
 
 
 def labels(fleet: Fleet, attacks: list[Attack], events: int) -> dict[str, Any]:
