@@ -18,8 +18,9 @@ def print_report(r: dict[str, Any], out: TextIO, top: int = 25) -> None:
         click.echo(line, file=out)
 
     rate = f"{r['events_per_s']:,} events/s" if r["events_per_s"] else "n/a"
-    echo(f"replayed {r['events']:,} events in {r['seconds']:.1f} s ({rate}); "
-         f"bad lines {r['bad_lines']}")
+    cpu = r.get("events_per_cpu_s")
+    echo(f"replayed {r['events']:,} events in {r['seconds']:.1f} s ({rate}"
+         + (f"; {cpu:,} per CPU second" if cpu else "") + f"); bad lines {r['bad_lines']}")
     echo(f"scored {r['scored_days']:g} days, {r['benign_users']} benign users, "
          f"{r['attacks']} attacks")
     echo()
