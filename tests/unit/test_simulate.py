@@ -148,3 +148,17 @@ def test_a_traveller_lands_no_sooner_than_an_airliner_allows() -> None:
         flush = [t for t in at_hotel if t - landed < 900]
         assert len(flush) >= 3  # the queued outbox: several messages at once
     assert SMALL.end - SMALL.start == SMALL.days * DAY
+
+
+def test_password_hashes_tell_a_stale_phone_from_guessing() -> None:
+    cfg = SimConfig(password_hashes=True)
+    fleet = build_fleet(cfg)
+    stale = next(u for u in fleet.users if u.stale_phone)
+    failures = [e for _, _, e in UserTraffic(stale, cfg).events()
+                if e["type"] == "login" and not e["success"]]
+    hashes = Counter(e["password_hash"] for e in failures)
+    # The old password retried all day is one hash; typos and setup tries are others.
+    assert hashes.most_common(1)[0][1] >= 10
+    assert all(str(h).startswith("hmac-sha256:") for h in hashes)
+    without = next(u for u in build_fleet(SimConfig()).users if u.name == stale.name)
+    assert all("password_hash" not in e for _, _, e in UserTraffic(without, SimConfig()).events())

@@ -23,7 +23,7 @@ from relayguard.roof.simulate import world
 from relayguard.roof.simulate.attacks import Attack, inject
 from relayguard.roof.simulate.behaviour import UserTraffic
 from relayguard.roof.simulate.events import Timed
-from relayguard.roof.simulate.fleet import Fleet, SimConfig, build_fleet
+from relayguard.roof.simulate.fleet import Fleet, SimConfig, User, build_fleet
 from relayguard.stream.timefmt import to_rfc3339
 
 EVENTS, LABELS, CITY_DB, OPERATOR = "events.jsonl", "labels.json", "city.mmdb", "operator.toml"
@@ -49,9 +49,24 @@ def labels(fleet: Fleet, attacks: list[Attack], events: int) -> dict[str, Any]:
         "start_iso": to_rfc3339(cfg.start), "scored_start_iso": to_rfc3339(cfg.scored_start),
         "end_iso": to_rfc3339(cfg.end), "events": events,
         "attacks": [a.label() for a in attacks],
-        "users": {u.name: {"org": u.org.domain, "size": u.size, "tags": u.tags,
-                           "victim": u.name in victims} for u in fleet.users},
+        "users": {u.name: _user_label(u, u.name in victims) for u in fleet.users},
     }
+
+
+def _user_label(u: User, victim: bool) -> dict[str, Any]:
+    """What the user is and when its look-alike habits happen (day indices from `start`)."""
+    d: dict[str, Any] = {"org": u.org.domain, "country": u.country, "size": u.size,
+                         "tags": u.tags, "victim": victim}
+    if u.trips:
+        d["trips"] = [{"to": t.dest.name, "country": t.dest.country, "depart_day": t.depart_day,
+                       "return_day": t.return_day} for t in u.trips]
+    for name in ("stale_phone", "new_phone_day", "vacation", "silent_until"):
+        value = getattr(u, name)
+        if value is not None:
+            d[name] = value
+    if u.vpn_share:
+        d["vpn_share"] = round(u.vpn_share, 2)
+    return d
 
 
 def operator_toml(fleet: Fleet) -> str:
