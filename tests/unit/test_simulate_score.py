@@ -4,12 +4,20 @@ out; and `collect` over the real core for the IP-block and operator-unlock cases
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from relayguard.roof.replay import load_params
-from relayguard.roof.simulate.score import Action, Actions, collect, evaluate
+from relayguard.roof.simulate.score import (
+    Action,
+    Actions,
+    collect,
+    evaluate,
+    load_actions,
+    save_actions,
+)
 from relayguard.stream.records import GeoPoint, LoginEvent
 
 S0 = 1_800_000_000.0  # scored window starts here
@@ -85,6 +93,27 @@ def test_lock_before_the_attack_does_not_count_as_catching_it() -> None:
     acts = Actions(items=[Action(S0 + 900, "user", "a", "volume", "lock")])  # 100 s too early
     r = evaluate(_labels(), acts)
     assert r["caught"] == 0 and r["recall"] == 0
+
+
+def test_throttle_over_before_the_first_send_does_not_count() -> None:
+    # A1's IP throttled at its first malicious event, for 60 s: gone when the spam starts.
+    over = Action(S0 + 1000, "ip", "10.9.9.9", "auth_failures_ip", "lock",
+                  expires_at=S0 + 1060)
+    assert evaluate(_labels(), Actions(items=[over]))["caught"] == 0
+    # Still in force at the first send (S0 + 1100): caught, before the send, within 60 s.
+    held = Action(S0 + 1000, "ip", "10.9.9.9", "auth_failures_ip", "lock",
+                  expires_at=S0 + 1600)
+    r = evaluate(_labels(), Actions(items=[held]))
+    assert r["caught"] == 1 and r["within_60s"] == 1
+    assert r["attack_results"][0]["delay_s"] == -100
+
+
+def test_actions_round_trip_through_the_cache(tmp_path: Path) -> None:
+    acts = Actions(items=[Action(S0, "ip", "10.0.0.1", "auth_failures_ip", "refused", user="b",
+                                 expires_at=S0 + 600)], events=3, seconds=1.5, cpu_seconds=1.0)
+    save_actions(acts, tmp_path / "actions.jsonl")
+    back = load_actions(tmp_path / "actions.jsonl")
+    assert back == acts
 
 
 def _login(i: int, t: float, user: str, ip: str, ok: bool,

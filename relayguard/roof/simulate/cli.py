@@ -30,11 +30,18 @@ def _start(value: str) -> float:
 
 
 def run_score(out: Path, config: Path | None, operator: bool, as_json: bool, top: int,
-              progress_every: int) -> dict[str, Any]:
+              progress_every: int, from_actions: bool = False) -> dict[str, Any]:
     from relayguard.foundation.geoip import GeoLocator
     from relayguard.roof.replay import load_params
     from relayguard.roof.simulate.report import print_report
-    from relayguard.roof.simulate.score import Actions, collect, evaluate, read_events
+    from relayguard.roof.simulate.score import (
+        Actions,
+        collect,
+        evaluate,
+        load_actions,
+        read_events,
+        save_actions,
+    )
 
     labels_path, events_path = out / LABELS, out / EVENTS
     for p in (labels_path, events_path, out / CITY_DB):
@@ -48,16 +55,24 @@ def run_score(out: Path, config: Path | None, operator: bool, as_json: bool, top
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"{labels_path} is not JSON: {exc}",
                           "regenerate it with `relayguard simulate`") from None
-    params = load_params(out / OPERATOR if operator else config)
-    locator = GeoLocator(out / CITY_DB)
-    holder = Actions()
+    name = "operator" if operator else (config.stem if config else "defaults")
+    cache = out / f"actions.{name}.jsonl"
+    if from_actions:
+        if not cache.is_file():
+            raise ConfigError(f"{cache} does not exist", "score once without --from-actions")
+        actions = load_actions(cache)
+    else:
+        params = load_params(out / OPERATOR if operator else config)
+        locator = GeoLocator(out / CITY_DB)
+        holder = Actions()
 
-    def bad(number: int, why: str) -> None:
-        click.echo(f"{events_path} line {number}: {why}", err=True)
+        def bad(number: int, why: str) -> None:
+            click.echo(f"{events_path} line {number}: {why}", err=True)
 
-    actions = collect(read_events(events_path, bad, holder), params, locator,
-                      _progress("replayed") if progress_every else None, progress_every or 1)
-    actions.bad_lines = holder.bad_lines
+        actions = collect(read_events(events_path, bad, holder), params, locator,
+                          _progress("replayed") if progress_every else None, progress_every or 1)
+        actions.bad_lines = holder.bad_lines
+        save_actions(actions, cache)
     report = evaluate(labels, actions)
     report["config"] = "operator.toml" if operator else (str(config) if config else "defaults")
     if as_json:
@@ -126,9 +141,9 @@ def simulate(ctx: click.Context, out: Path, seed: int, users: int, orgs: int,
 
 
 def _score_or_exit(out: Path, config: Path | None, operator: bool, as_json: bool, top: int,
-                   progress_every: int) -> None:
+                   progress_every: int, from_actions: bool = False) -> None:
     try:
-        run_score(out, config, operator, as_json, top, progress_every)
+        run_score(out, config, operator, as_json, top, progress_every, from_actions)
     except RelayguardError as exc:
         click.echo(exc.explain(), err=True)
         sys.exit(2)
@@ -142,6 +157,9 @@ def _score_or_exit(out: Path, config: Path | None, operator: bool, as_json: bool
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @click.option("--top", type=int, default=25, show_default=True)
 @click.option("--progress-every", type=int, default=200_000, show_default=True)
+@click.option("--from-actions", is_flag=True,
+              help="recompute the figures from the actions the last replay with this config "
+              "saved (DIR/actions.<config>.jsonl) instead of replaying")
 def score(out: Path, config: Path | None, operator: bool, as_json: bool, top: int,
-          progress_every: int) -> None:
-    _score_or_exit(out, config, operator, as_json, top, progress_every)
+          progress_every: int, from_actions: bool) -> None:
+    _score_or_exit(out, config, operator, as_json, top, progress_every, from_actions)

@@ -52,7 +52,9 @@ def print_report(r: dict[str, Any], out: TextIO, top: int = 25) -> None:
             echo(f"  {a['id']} {a['kind']:<18} {','.join(a['victims']) or '-'}: {how}{seen}")
     echo()
     acted = r["benign_acted_on"]
-    echo(f"benign users acted on: {len(acted)}" + (f" (first {top})" if len(acted) > top else ""))
+    users = len({e["user"] for e in acted})
+    echo(f"benign users acted on: {users} ({len(acted)} user/action/detector rows"
+         + (f", first {top} shown)" if len(acted) > top else ")"))
     for e in acted[:top]:
         echo(f"  {to_rfc3339(e['first_at'])} {e['action']:<8} {e['detector']:<20} "
              f"{e['user']} [{', '.join(e['tags']) or 'no special habit'}] x{e['days']}d")

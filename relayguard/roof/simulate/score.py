@@ -22,9 +22,11 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from relayguard.roof.replay import Replayer
 from relayguard.stream import codec
@@ -136,6 +138,23 @@ def _operator_unlock(replayer: Replayer, kind: str, subject: str, now: float) ->
     replayer.states[(sk, subject)] = replace(state, lock=apply_command(state.lock, command))
 
 
+def save_actions(actions: Actions, path: Path) -> None:
+    """The replay's outcome, so the figures can be recomputed without replaying."""
+    head = {"events": actions.events, "seconds": actions.seconds,
+            "cpu_seconds": actions.cpu_seconds, "bad_lines": actions.bad_lines}
+    with path.open("wb") as fh:
+        fh.write(orjson.dumps(head) + b"\n")
+        for x in actions.items:
+            fh.write(orjson.dumps(asdict(x)) + b"\n")
+
+
+def load_actions(path: Path) -> Actions:
+    lines = path.read_bytes().splitlines()
+    head = orjson.loads(lines[0])
+    return Actions([Action(**orjson.loads(line)) for line in lines[1:]], head["events"],
+                   head["seconds"], head["cpu_seconds"], head["bad_lines"])
+
+
 def read_events(path: Path, on_bad: Callable[[int, str], None] | None = None,
                 actions: Actions | None = None) -> Iterable[Event]:
     with path.open("rb") as fh:
@@ -155,12 +174,15 @@ def _attack_result(a: dict[str, Any], by_subject: dict[tuple[str, str], list[Act
                    ) -> dict[str, Any]:
     lo, hi = a["first_malicious_at"] - 1.0, a["last_malicious_at"] + AFTER_LAST
     subjects = [("user", v) for v in a["victims"]] + [("ip", ip) for ip in a["attacker_ips"]]
-    locks = sorted((x for s in subjects for x in by_subject.get(s, ())
-                    if x.what == "lock" and lo <= x.t <= hi), key=lambda x: x.t)
-    alerts = sorted((x for s in subjects for x in by_subject.get(s, ())
-                     if x.what in ("lock", "alert") and lo <= x.t <= hi), key=lambda x: x.t)
     ref_key = "first_guess_at" if a["reference"] == "first_guess" else "first_send_at"
     ref = a.get(ref_key) or a["first_malicious_at"]
+    # A throttle that ran out before the reference time (say, on a stuffing IP before its
+    # spam run) stopped nothing that matters: only locks still in force then or later count.
+    locks = sorted((x for s in subjects for x in by_subject.get(s, ())
+                    if x.what == "lock" and lo <= x.t <= hi
+                    and (x.expires_at is None or x.expires_at > ref)), key=lambda x: x.t)
+    alerts = sorted((x for s in subjects for x in by_subject.get(s, ())
+                     if x.what in ("lock", "alert") and lo <= x.t <= hi), key=lambda x: x.t)
     first = locks[0] if locks else None
     delay = None if first is None else first.t - ref
     return {
