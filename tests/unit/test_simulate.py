@@ -108,8 +108,10 @@ def test_city_database_locates_the_synthetic_networks(small_run: Path) -> None:
     geo = GeoLocator(small_run / CITY_DB)
     berlin = geo.locate(world.fixed_ip(rng, world.CITY_BY_NAME["Berlin"]))
     assert berlin is not None and berlin.country == "DE" and berlin.city == "Berlin"
-    phone = geo.locate(world.mobile_ip(rng, "GB"))
+    phone = geo.locate(world.mobile_ip(rng, "GB", hub=0))
     assert phone is not None and phone.country == "GB" and phone.accuracy_radius_km == 100
+    rough = geo.locate(world.mobile_ip(rng, "US", hub=3))
+    assert rough is not None and rough.country == "US" and rough.accuracy_radius_km == 500
     vps = geo.locate(world.datacentre_ip(rng, "Singapore"))
     assert vps is not None and vps.country == "SG"
     assert geo.locate("192.0.2.1") is None  # only the simulator's own ranges are in it

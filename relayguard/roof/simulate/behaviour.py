@@ -173,7 +173,8 @@ class UserTraffic:
         return leave, t - 1
 
     def _stale_phone(self, start: float, workday: bool, hotel: str | None) -> None:
-        """An old device with the previous password retries every 20-60 minutes, all day."""
+        """An old device with the previous password retries its queued outbox every 5-20
+        minutes, all day (one or two tries each time)."""
         u, rng = self.u, self.rng
         t = start + rng.uniform(7, 9) * HOUR
         end = start + 22 * HOUR
@@ -188,7 +189,7 @@ class UserTraffic:
             for k in range(rng.choice((1, 1, 2))):
                 self._push(self.emit.login(t + 2 * k, self._relay(), u.name, ip, ok=False,
                                            secret=f"old-password-of-{u.name}"))
-            t += rng.uniform(20, 60) * 60
+            t += rng.uniform(5, 20) * 60
 
     def _new_phone(self, t: float) -> None:
         """Setting up a new phone: a few wrong tries while typing the password, then it works."""

@@ -6,7 +6,7 @@ database the simulator writes for itself, so nothing here claims to locate a rea
 - fixed lines (homes, offices, hotels, residential proxies): two ISPs per city,
   10.(2i).0.0/16 and 10.(2i+1).0.0/16 for the i-th city, accuracy radius 20-50 km;
 - mobile carriers: one per country, 100.(64+k).0.0/16, in four /18 hubs placed in the
-  country's cities (phones hop between hubs), radius 100 km;
+  country's cities (phones hop between hubs), radius 100 km for two hubs, 500 km for two;
 - data centres (servers, VPN exits, attackers' VPS): 172.(16+j).0.0/16, radius 10 km.
 """
 
@@ -125,8 +125,9 @@ def places() -> tuple[Place, ...]:
         hubs = cities_of(country)
         for h in range(4):
             c = hubs[h % len(hubs)]
+            # Carrier ranges: two hubs located to ~100 km, two only roughly (500 km).
             out.append(Place(f"100.{64 + k}.{64 * h}.0/18", c.country, c.country_name, c.name,
-                             c.lat, c.lon, 100))
+                             c.lat, c.lon, 100 if h < 2 else 500))
     for j, name in enumerate(DATACENTRES):
         c = CITY_BY_NAME[name]
         out.append(Place(f"172.{16 + j}.0.0/16", c.country, c.country_name, c.name,
