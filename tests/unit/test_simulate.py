@@ -164,3 +164,16 @@ def test_password_hashes_tell_a_stale_phone_from_guessing() -> None:
     assert all(str(h).startswith("hmac-sha256:") for h in hashes)
     without = next(u for u in build_fleet(SimConfig()).users if u.name == stale.name)
     assert all("password_hash" not in e for _, _, e in UserTraffic(without, SimConfig()).events())
+
+
+def test_weekends_follow_the_calendar_whatever_the_start_day() -> None:
+    from datetime import UTC, datetime
+
+    wednesday = SimConfig(start=datetime(2026, 11, 4, tzinfo=UTC).timestamp())
+    assert [wednesday.weekday(d) for d in range(6)] == [2, 3, 4, 5, 6, 0]
+    fleet = build_fleet(wednesday)
+    office = next(u for u in fleet.users if u.size == "heavy" and not u.trips
+                  and u.active_on(1) and 1 not in u.org.holidays)
+    per_day = Counter(int((t - wednesday.start) // DAY) for t, _, _ in
+                      UserTraffic(office, wednesday).events() if t >= wednesday.start)
+    assert per_day[3] < per_day[1]  # Saturday is quieter than Thursday for a busy user

@@ -115,7 +115,7 @@ class UserTraffic:
         city, hotel = self._where(day)
         trip = u.trip_on(day)
         start = self._day_start(day, city.utc_offset_h)
-        workday = day % 7 < 5 and day not in u.org.holidays
+        workday = self.cfg.weekday(day) < 5 and day not in u.org.holidays
         flight: tuple[float, float] | None = None
         if trip and day in (trip.depart_day, trip.return_day):
             flight = self._flight(trip, day)
@@ -224,7 +224,7 @@ class UserTraffic:
     def _newsletter(self, day: int) -> None:
         """Two campaigns a week in steady batches (one recipient per message), plus a list post."""
         u, rng = self.u, self.rng
-        if day % 7 not in (1, 3):
+        if self.cfg.weekday(day) not in (1, 3):  # Tuesdays and Thursdays
             return
         start = self._day_start(day, u.org.city.utc_offset_h) + rng.uniform(9, 10) * HOUR
         assert u.server_ip is not None

@@ -25,6 +25,10 @@ class SimConfig:
     start: float = DEFAULT_START  # 00:00 UTC of the first day; should be a Monday
     password_hashes: bool = False  # relays that supply a keyed hash of the attempted password
 
+    def weekday(self, day: int) -> int:
+        """0 = Monday for the run's `day`-th day."""
+        return (datetime.fromtimestamp(self.start, UTC).weekday() + day) % 7
+
     @property
     def days(self) -> int:
         return self.warmup_days + self.scored_days
@@ -135,7 +139,7 @@ def _org(rng: random.Random, index: int, cfg: SimConfig) -> Org:
         vpn_ip = world.datacentre_ip(rng, rng.choice(hubs))
     # Country holidays: the same weekday(s) for every org of the country, from the seed.
     holiday_rng = random.Random(f"holidays:{cfg.seed}:{country}")
-    weekdays = [d for d in range(days) if d % 7 < 5]
+    weekdays = [d for d in range(days) if cfg.weekday(d) < 5]
     holidays = frozenset(holiday_rng.sample(weekdays, 2)) if weekdays else frozenset()
     return Org(index, f"org{index:03d}.example", city, world.fixed_ip(rng, city), vpn_ip, holidays)
 
