@@ -25,7 +25,7 @@ from relayguard.agents.control import (
 from relayguard.agents.metrics import Metrics
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.agents.slack_notifier import SlackNotifier
-from relayguard.foundation import signing
+from relayguard.foundation import audit, signing
 from relayguard.foundation.geoip import GeoLocator
 from relayguard.foundation.kafka_clients import faust_credentials
 from relayguard.foundation.settings import Settings
@@ -49,6 +49,7 @@ class KafkaOutputs:
         self.locks = app.topic(t.locks, **raw)
         self.alerts = app.topic(t.alerts, **raw)
         self.control = app.topic(t.control, partitions=settings.partitions, **raw)
+        self.audit = app.topic(t.audit, **raw)
 
     async def dead_letter(self, record: dict[str, object]) -> None:
         await self.dlq.send(value=codec.dumps(record))
@@ -57,6 +58,8 @@ class KafkaOutputs:
         value = codec.encode_lock_command(command, self.signer)
         await self.locks.send(key=codec.lock_key(command.subject_kind, command.subject),
                               value=value)
+        record = audit.audit_record(command, "worker", time.time())  # expiry unlocks too
+        await self.audit.send(key=audit.key(record), value=audit.encode(record))
 
     async def alert(self, alert: Alert) -> None:
         await self.alerts.send(key=alert.subject.encode(),
