@@ -10,6 +10,7 @@ import click
 
 from relayguard.foundation.cli_errors import friendly_errors
 from relayguard.foundation.errors import RelayguardError
+from relayguard.roof.kind_errors import explain_one_line, one_line
 
 SETTINGS_HELP = """
 Configuration comes from RELAYGUARD_* environment variables and an optional TOML file named by
@@ -21,10 +22,6 @@ RELAYGUARD_GEOIP_CITY_DB (MaxMind/DB-IP City .mmdb), RELAYGUARD_DATA_DIR (defaul
 
 
 QUIET_COMMANDS = {"lock", "unlock", "locks", "relays", "audit", "replay"}
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 class KindGroup(click.Group):
@@ -57,8 +54,7 @@ class KindGroup(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(130)
         except RelayguardError as exc:
-            hint = f"; what to do: {exc.hint}" if exc.hint else ""
-            click.echo(one_line(f"{exc.whose}: {exc}{hint}"), err=True)
+            click.echo(explain_one_line(exc), err=True)
             sys.exit(2)
         except Exception as exc:
             if "-v" in argv or "--verbose" in argv:

@@ -19,6 +19,7 @@ import orjson
 from relayguard.foundation import audit, lock_admin
 from relayguard.foundation.settings import load_settings
 from relayguard.roof import cli_input, fleet
+from relayguard.roof.kind_errors import kind_errors
 from relayguard.stream.records import LockAction, LockCommand
 from relayguard.stream.timefmt import to_rfc3339
 
@@ -64,6 +65,7 @@ def _window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @_subject_options
 @click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=None,
               help="seconds until it expires (default: never)")
+@kind_errors
 def lock(subject: str, is_ip: bool, reason: str, ttl: float | None) -> None:
     cmd = _operator_command("lock", subject, is_ip, reason, ttl)
     click.echo(f"locked {cmd.subject_kind} {cmd.subject} (command {cmd.command_id}, "
@@ -73,6 +75,7 @@ def lock(subject: str, is_ip: bool, reason: str, ttl: float | None) -> None:
 @click.command(help="Unlock a user (or, with --ip, a client IP) on every relay. Recorded in "
                "the audit trail.")
 @_subject_options
+@kind_errors
 def unlock(subject: str, is_ip: bool, reason: str) -> None:
     cmd = _operator_command("unlock", subject, is_ip, reason, None)
     click.echo(f"unlocked {cmd.subject_kind} {cmd.subject} (command {cmd.command_id}, "
@@ -103,6 +106,7 @@ def _age(seconds: float | None) -> str:
                "with how many relays acked each lock (lock-acks) and the slowest ack."
                + BOUNDS_HELP)
 @_window_options
+@kind_errors
 def locks(since: str, max_records: int, as_json: bool) -> None:
     now = time.time()
     start = cli_input.since(since, now)
@@ -131,6 +135,7 @@ def locks(since: str, max_records: int, as_json: bool) -> None:
                "commands issued in the window they have not acked and since when. A relay that "
                "stopped following the lock topic shows as BEHIND." + BOUNDS_HELP)
 @_window_options
+@kind_errors
 def relays(since: str, max_records: int, as_json: bool) -> None:
     now = time.time()
     start = cli_input.since(since, now)
@@ -169,6 +174,7 @@ def relays(since: str, max_records: int, as_json: bool) -> None:
 @click.option("--max-records", type=click.IntRange(1, 10_000_000), default=10_000,
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+@kind_errors
 def audit_cmd(subject: str | None, is_ip: bool, since: str, max_records: int,
               as_json: bool) -> None:
     name, kind = (None, None)
