@@ -83,17 +83,23 @@ class DemoView:
         n = len(t.relays)
         table = Table(title="attacks so far" if live else "summary per injected attack",
                       box=box.SIMPLE_HEAVY if self.live_mode else box.ASCII)
-        for col in ("attack", "user", "verdict", "detector", "to lock", "to first ack",
-                    f"to all acks ({n} relays)"):
-            table.add_column(col, no_wrap=True)
+        table.add_column("attack", no_wrap=True, max_width=26 if self.live_mode else None)
+        table.add_column("user", no_wrap=True, min_width=12)
+        table.add_column("verdict", no_wrap=True, min_width=7)
+        if not self.live_mode:  # the live feed names the detector already
+            table.add_column("detector", no_wrap=True)
+        heads = (("lock", "1st ack", f"all {n} acks") if self.live_mode
+                 else ("to lock", "to first ack", f"to all acks ({n} relays)"))
+        for col in heads:
+            table.add_column(col, no_wrap=True, min_width=7, justify="right")
         for a in t.attacks.values():
             verdict = "locked" if a.hit else ("pending" if live and a.lock is None else "MISSED")
             style = "green" if a.hit else ("" if verdict == "pending" else "red")
             all_acks = (_secs(a.to_last_ack()) if len(a.acks) >= n
                         else f"{len(a.acks)}/{n} acked")
-            table.add_row(a.story, a.user, Text(verdict, style=style),
-                          a.lock.detector if a.lock else "-", _secs(a.to_lock()),
-                          _secs(a.to_first_ack()), all_acks)
+            detector = [] if self.live_mode else [a.lock.detector if a.lock else "-"]
+            table.add_row(a.story, a.user, Text(verdict, style=style), *detector,
+                          _secs(a.to_lock()), _secs(a.to_first_ack()), all_acks)
         return table
 
     def summary(self, normal_users: tuple[str, ...]) -> None:
