@@ -23,6 +23,11 @@ REACH_HINT = ("check RELAYGUARD_BOOTSTRAP_SERVERS (and RELAYGUARD_KAFKA__* secur
 
 
 def unreachable(bootstrap: str, exc: BaseException | None = None) -> DownstreamError:
+    if exc is not None and "Authorization" in type(exc).__name__:
+        return DownstreamError(f"Kafka at {bootstrap} refused this credential: "
+                               f"{type(exc).__name__}: {str(exc)[:200]}",
+                               "grant the ACLs this command needs (relayguard broker acls) or "
+                               "use an operator credential (RELAYGUARD_KAFKA__*)")
     why = "no answer within the connect timeout" if exc is None or isinstance(
         exc, TimeoutError) else str(exc)[:200] if str(exc).startswith(type(exc).__name__) \
         else f"{type(exc).__name__}: {str(exc)[:200]}"

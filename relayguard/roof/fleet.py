@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relayguard.foundation import lock_admin, topic_tail
+from relayguard.foundation.errors import DownstreamError
 from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.settings import Settings
 from relayguard.stream import codec
@@ -22,6 +23,7 @@ from relayguard.stream.timefmt import to_rfc3339
 
 DEFAULT_WINDOW = "24h"
 DEFAULT_MAX_RECORDS = 50_000  # per partition, for acks and for events
+DEFAULT_GRACE = 5.0  # seconds a relay may take to apply and ack a command before it is "behind"
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Fleet:
     relays: dict[str, RelayInfo]
     invalid: Counter[str]
     truncated: list[str]  # topics whose window was cut by the record limit
+    notes: list[str] = field(default_factory=list)
+    grace: float = DEFAULT_GRACE
 
     def acks_for(self, c: LockCommand) -> list[LockAck]:
         """Acks of this command, one per relay (the first)."""
@@ -58,8 +62,10 @@ class Fleet:
 
     def expected(self) -> list[LockCommand]:
         """Current commands every following relay should have acked: not dry runs, issued
-        inside the window (older acks may be outside what was read)."""
-        return [c for c in self.commands.values() if not c.dry_run and c.issued_at >= self.since]
+        inside the window (older acks may be outside what was read) and more than `grace`
+        seconds ago (younger ones may still be on their way)."""
+        return [c for c in self.commands.values() if not c.dry_run and c.issued_at >= self.since
+                and c.issued_at <= self.now - self.grace]
 
     def unacked(self, relay: RelayInfo) -> list[LockCommand]:
         return sorted((c for c in self.expected() if not self.has_acked(relay, c)),
@@ -67,12 +73,13 @@ class Fleet:
 
 
 async def read_fleet(settings: Settings, since: float, max_records: int, now: float,
-                     with_events: bool) -> Fleet:
+                     with_events: bool, grace: float = DEFAULT_GRACE) -> Fleet:
     opts = aiokafka_options(settings.kafka)
     listing = await lock_admin.read_commands(settings, now=now)
     acks_tail = await topic_tail.read_tail(settings.bootstrap_servers, settings.topics.lock_acks,
                                            since, max_records, opts)
-    fleet = Fleet(now, since, listing.commands, listing.refused, [], {}, Counter(), [])
+    fleet = Fleet(now, since, listing.commands, listing.refused, [], {}, Counter(), [],
+                  grace=grace)
     if acks_tail.truncated:
         fleet.truncated.append(settings.topics.lock_acks)
     for rec in acks_tail.records:
@@ -88,8 +95,16 @@ async def read_fleet(settings: Settings, since: float, max_records: int, now: fl
         k = (ack.subject_kind, ack.subject)
         info.acked[k] = max(info.acked.get(k, -1), ack.version)
     if with_events:
-        ev_tail = await topic_tail.read_tail(settings.bootstrap_servers, settings.topics.events,
-                                             since, max_records, opts)
+        try:
+            ev_tail = await topic_tail.read_tail(settings.bootstrap_servers,
+                                                 settings.topics.events, since, max_records, opts)
+        except DownstreamError as exc:
+            if "refused this credential" not in str(exc):
+                raise
+            # The operator ACL layout does not grant the events topic: acks only, and say so.
+            fleet.notes.append(f"{settings.topics.events} not readable with this credential: "
+                               "last events not shown")
+            return fleet
         if ev_tail.truncated:
             fleet.truncated.append(settings.topics.events)
         for rec in ev_tail.records:

@@ -90,6 +90,8 @@ def _refused_note(refused: Any) -> None:
 
 
 def _truncated_note(f: fleet.Fleet) -> None:
+    for note in f.notes:
+        click.echo(f"note: {note}", err=True)
     for topic in f.truncated:
         click.echo(f"note: {topic} has more records in the window than --max-records; only "
                    "the newest were read", err=True)
@@ -135,18 +137,22 @@ def locks(since: str, max_records: int, as_json: bool) -> None:
                "commands issued in the window they have not acked and since when. A relay that "
                "stopped following the lock topic shows as BEHIND." + BOUNDS_HELP)
 @_window_options
+@click.option("--grace", type=click.FloatRange(min=0), default=fleet.DEFAULT_GRACE,
+              show_default=True, help="seconds a relay may take to ack a new command before "
+              "it counts as behind")
 @kind_errors
-def relays(since: str, max_records: int, as_json: bool) -> None:
+def relays(since: str, max_records: int, as_json: bool, grace: float) -> None:
     now = time.time()
     start = cli_input.since(since, now)
     assert start is not None
-    f = asyncio.run(fleet.read_fleet(load_settings(), start, max_records, now, True))
+    f = asyncio.run(fleet.read_fleet(load_settings(), start, max_records, now, True, grace))
     entries = [fleet.relay_entry(f, r) for r in sorted(f.relays.values(),
                                                        key=lambda r: r.relay_id)]
     if as_json:
         _emit_json({"count": len(entries), "relays": entries,
                     "expected_commands": len(f.expected()), "window_start": to_rfc3339(start),
-                    "invalid_records": dict(f.invalid), "truncated": f.truncated})
+                    "invalid_records": dict(f.invalid), "truncated": f.truncated,
+                    "notes": f.notes})
         return
     click.echo(f"{'relay':24} {'last event':26} {'last ack':26} lag")
     for e in entries:

@@ -110,24 +110,30 @@ async def test_locks_relays_and_audit_with_a_worker_and_a_relay(
         text = _cli(s, "locks").stdout
         assert "acks 1/1 slowest" in text and victim in text
 
-        relays = {r["relay_id"]: r for r in _json(s, "relays")["relays"]}
-        assert relays["relay-follows"]["following"] is True
-        assert relays["relay-follows"]["last_ack"] and relays["relay-follows"]["last_event"]
-        stale = relays["relay-stale"]
-        assert stale["following"] is False and stale["last_ack"] is None
-        assert stale["unacked_commands"] >= 2 and stale["behind_seconds"] > 0
-        assert "BEHIND" in _cli(s, "relays").stdout
-
-        # The throttle's expiry and an operator unlock: all kept in the audit trail.
-        assert "unlocked ip 192.0.2.77" in _cli(s, "unlock", victim, "--ip", "--reason",
-                                                "false positive").stdout
-
+        # Let the throttle expire into an unlock that the relay applies, so no command is in
+        # flight; then the follower must be caught up, the other relay behind.
         def events_for(subject: str, *extra: str) -> list[str]:
             return [r["event"] for r in _json(s, "audit", subject, *extra)["records"]]
 
         deadline = time.monotonic() + 30
         while events_for(spammer) != ["lock", "expiry"] and time.monotonic() < deadline:
             await asyncio.sleep(1)
+        deadline = time.monotonic() + 20
+        while True:
+            relays = {r["relay_id"]: r for r in _json(s, "relays", "--grace", "0")["relays"]}
+            if relays["relay-follows"]["following"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)  # its ack of the unlock may still be on its way
+        assert relays["relay-follows"]["following"] is True, relays
+        assert relays["relay-follows"]["last_ack"] and relays["relay-follows"]["last_event"]
+        stale = relays["relay-stale"]
+        assert stale["following"] is False and stale["last_ack"] is None
+        assert stale["unacked_commands"] >= 2 and stale["behind_seconds"] > 0
+        assert "BEHIND" in _cli(s, "relays", "--grace", "0").stdout
+
+        # The throttle's expiry and an operator unlock: all kept in the audit trail.
+        assert "unlocked ip 192.0.2.77" in _cli(s, "unlock", victim, "--ip", "--reason",
+                                                "false positive").stdout
         trail = _json(s, "audit", spammer)["records"]
         assert [r["event"] for r in trail] == ["lock", "expiry"], w.process.tail_log()
         assert {r["source"] for r in trail} == {"worker"}

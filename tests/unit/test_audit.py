@@ -47,7 +47,7 @@ def test_the_reader_refuses_junk(raw: bytes | None) -> None:
 def test_audit_topic_is_not_compacted_and_keeps_the_configured_retention() -> None:
     spec = {s.name: s for s in standard_topics(Settings())}["relayguard.audit"]
     assert spec.configs == {"cleanup.policy": "delete", "retention.ms": str(90 * 86_400_000)}
-    custom = Settings(topics={"audit_retention_days": 7})  # type: ignore[arg-type]
+    custom = Settings(topics={"audit_retention_days": 7})
     spec = {s.name: s for s in standard_topics(custom)}["relayguard.audit"]
     assert spec.configs["retention.ms"] == str(7 * 86_400_000)
 
