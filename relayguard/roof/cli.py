@@ -39,6 +39,9 @@ class KindGroup(click.Group):
             return super().main(argv, prog_name, complete_var, False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `relayguard`, `relayguard keys`
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "relayguard"
             click.echo(one_line(f"error: {exc.format_message()} (see '{where} --help')"),
