@@ -32,7 +32,7 @@ from relayguard.agents.offset_guard import Handler, OffsetGuard, Record
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.agents.readiness import Readiness
 from relayguard.agents.state_table import UndecodableReporter, state_table
-from relayguard.foundation import signing
+from relayguard.foundation import audit, signing
 from relayguard.foundation.geoip import GeoLocator
 from relayguard.foundation.kafka_clients import faust_credentials
 from relayguard.foundation.settings import Settings
@@ -59,6 +59,7 @@ class KafkaOutputs:
         self.locks = app.topic(t.locks, **raw)
         self.alerts = app.topic(t.alerts, **raw)
         self.control = app.topic(t.control, partitions=settings.partitions, **raw)
+        self.audit = app.topic(t.audit, **raw)
 
     async def dead_letter(self, record: dict[str, object]) -> None:
         await self.dlq.send(value=codec.dumps(record))
@@ -68,6 +69,8 @@ class KafkaOutputs:
         sent = await self.locks.send(key=codec.lock_key(command.subject_kind, command.subject),
                                      value=value)
         await sent  # delivered before the state that records it is written (pipeline._step)
+        record = audit.audit_record(command, "worker", time.time())  # expiry unlocks too
+        await self.audit.send(key=audit.key(record), value=audit.encode(record))
 
     async def alert(self, alert: Alert) -> None:
         await self.alerts.send(key=alert.subject.encode(),

@@ -12,7 +12,7 @@ from typing import Any
 
 HERE = Path(__file__).parent
 NAMES = ("login-event", "send-event", "lock-command", "lock-ack", "alert", "dead-letter",
-         "control-record")
+         "control-record", "audit-record")
 
 
 @cache

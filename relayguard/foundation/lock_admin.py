@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from relayguard.foundation import signing
+from relayguard.foundation import audit, signing, topic_tail
 from relayguard.foundation.errors import ConfigError, DownstreamError
 from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.kafka_read import assign_from_beginning
@@ -29,7 +29,7 @@ async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0,
     """Latest value per key of a compacted topic, read from the beginning up to its end now."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 **(kafka_options or {}))
-    await consumer.start()
+    await topic_tail.start_client(consumer, bootstrap)  # bounded: one clear error, no hang
     try:
         ends = await assign_from_beginning(consumer, topic, attempts=1)
         if not ends:
@@ -92,23 +92,41 @@ def is_active(command: LockCommand, now: float) -> bool:
 
 async def publish_command(bootstrap: str, topic: str, command: LockCommand,
                           signer: Signer | None = None,
-                          kafka_options: Mapping[str, Any] | None = None) -> None:
-    """Publish `command` signed (by default with the configured RELAYGUARD_SIGNING_KEY)."""
+                          kafka_options: Mapping[str, Any] | None = None,
+                          audit_topic: str | None = None, source: str = "other") -> None:
+    """Publish `command` signed (by default with the configured RELAYGUARD_SIGNING_KEY); with
+    `audit_topic`, then its audit record (schemas/audit-record.schema.json)."""
     signer = signer if signer is not None else signing.signer_from_settings(load_settings())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(kafka_options or {}))
-    await producer.start()
+    await topic_tail.start_client(producer, bootstrap)
     try:
-        await producer.send_and_wait(topic, codec.encode_lock_command(command, signer),
-                                     key=codec.lock_key(command.subject_kind, command.subject))
+        try:
+            await producer.send_and_wait(topic, codec.encode_lock_command(command, signer),
+                                         key=codec.lock_key(command.subject_kind,
+                                                            command.subject))
+        except Exception as exc:
+            raise topic_tail.unreachable(bootstrap, exc) from None
+        if audit_topic is not None:
+            record = audit.audit_record(command, source, time.time())
+            try:
+                await producer.send_and_wait(audit_topic, audit.encode(record),
+                                             key=audit.key(record))
+            except Exception as exc:
+                raise DownstreamError(
+                    f"command {command.command_id} was published, but its audit record was "
+                    f"not ({type(exc).__name__}: {exc})",
+                    "the lock is in force; note the action by hand and check Kafka") from None
     finally:
         await producer.stop()
 
 
 async def issue(settings: Settings, action: LockAction, subject: str, kind: SubjectKind,
                 reason: str, ttl: float | None, issuer: str, signer: Signer | None = None,
-                keyring: Verifier | None = None) -> LockCommand:
+                keyring: Verifier | None = None, *, source: str | None = None) -> LockCommand:
     """Publish an operator command whose version outranks the subject's latest verified
-    command (a forged huge version on the topic is skipped, so it cannot hold the subject)."""
+    command (a forged huge version on the topic is skipped, so it cannot hold the subject),
+    and record it in the audit trail (`source` defaults to the issuer's prefix: cli, api,
+    slack)."""
     signer = signer if signer is not None else signing.signer_from_settings(settings)
     keyring = keyring if keyring is not None else signing.keyring_from_settings(settings)
     if ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS:
@@ -124,5 +142,7 @@ async def issue(settings: Settings, action: LockAction, subject: str, kind: Subj
         severity="high",
     )
     await publish_command(settings.bootstrap_servers, settings.topics.locks, command, signer,
-                          kafka_options=aiokafka_options(settings.kafka))
+                          kafka_options=aiokafka_options(settings.kafka),
+                          audit_topic=settings.topics.audit,
+                          source=source or audit.source_of(issuer))
     return command

@@ -21,6 +21,11 @@ from relayguard.foundation.kafka_clients import KafkaSecurity
 
 class Topics(BaseModel):
     prefix: str = "relayguard."
+    # [operator] audit trail
+    audit_retention_days: float = Field(
+        90.0, gt=0, le=36500, description="how long the audit topic keeps records "
+        "(RELAYGUARD_TOPICS__AUDIT_RETENTION_DAYS; default 90 days; applied when the topic is "
+        "created)")
 
     def name(self, short: str) -> str:
         return f"{self.prefix}{short}"
@@ -53,6 +58,11 @@ class Topics(BaseModel):
     def control(self) -> str:
         """Worker-internal: lock commands and expiry ticks routed to the subject's partition."""
         return self.name("control")
+
+    @property
+    def audit(self) -> str:
+        """Every lock, unlock, expiry and operator action; NOT compacted (kept for retention)."""
+        return self.name("audit")
 
 
 class Settings(BaseSettings):

@@ -7,6 +7,8 @@ Topic layout (see standard_topics):
   order of lock/unlock per subject across the fleet and lets every relay replay the whole
   topic from offset 0 with one simple assignment.
 - events.dlq, lock-acks, alerts: one partition each (low volume, read by humans/tools).
+- audit: one partition, NOT compacted (cleanup.policy=delete, retention.ms from
+  topics.audit_retention_days, default 90 days): who locked or unlocked whom, when and why.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def standard_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.lock_acks, 1, {}, rf),
         TopicSpec(t.alerts, 1, {}, rf),
         TopicSpec(t.control, settings.partitions, {}, rf),
+        TopicSpec(t.audit, 1, {"cleanup.policy": "delete",
+                               "retention.ms": str(int(t.audit_retention_days * 86_400_000))}, rf),
     ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from relayguard.foundation import audit
 from tests.fixtures.worker import StartWorker
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,13 @@ async def test_lock_inspect_unlock_over_http(start_worker: StartWorker) -> None:
     assert status == 201 and cmd2["version"] > cmd["version"]
     status, body = await asyncio.to_thread(go, api)
     assert body["count"] == 0
+
+    # Both HTTP actions are in the audit trail, through lock_admin.issue.
+    trail = await audit.read(w.settings, None, "mallory@example.com", "user")
+    assert [(r["event"], r["source"], r["issuer"], r["reason"], r["command_id"])
+            for r in trail.records] == [
+        ("lock", "api", "api", "ticket 42", cmd["command_id"]),
+        ("unlock", "api", "api", "verified", cmd2["command_id"])]
 
 
 async def test_changes_refused_without_configured_token(start_worker: StartWorker) -> None:

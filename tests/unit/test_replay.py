@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from relayguard.roof.replay import replay
@@ -29,6 +31,12 @@ def login(i: int, t: float, geo: dict[str, object] | None = None) -> bytes:
     return orjson.dumps(d)
 
 
+def commands(out: str) -> str:
+    """COMMAND lines without their event time and line number (checked on their own)."""
+    return "\n".join(re.sub(r"^COMMAND \S+ (line \d+|at end) ", "COMMAND ", ln)
+                     for ln in out.splitlines() if ln.startswith("COMMAND"))
+
+
 def write(path: Path, lines: list[bytes]) -> Path:
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
@@ -42,8 +50,9 @@ def test_replay_reports_findings_commands_and_bad_lines(tmp_path: Path) -> None:
     lines.append(login(2, T0 + 700, {"lat": 40.7, "lon": -74.0, "radius_km": 10, "country": "US"}))
     f = write(tmp_path / "events.jsonl", lines)
     res = CliRunner().invoke(replay, [str(f), "--progress-every", "5"])
-    assert res.exit_code == 0, res.output
-    out = res.stdout
+    assert res.exit_code == 1, res.output  # lines were rejected
+    assert "2 line(s) rejected (bad 2, too late 0)" in res.stdout
+    out = res.stdout + commands(res.stdout)
     assert "line 4: not_json" in res.stderr
     assert "line 7: invalid" in res.stderr
     assert "... line" in res.stderr  # progress
@@ -84,7 +93,8 @@ def test_replay_throttle_expiry_at_end(tmp_path: Path) -> None:
     lines = [send(i, T0 + i) for i in range(11)] + [send(99, T0 + 7200, "other@example.com")]
     f = write(tmp_path / "e.jsonl", lines)
     res = CliRunner().invoke(replay, [str(f)])
-    assert "COMMAND unlock user:mallory@example.com by policy.expiry" in res.stdout
+    assert "COMMAND unlock user:mallory@example.com by policy.expiry" in commands(res.stdout)
+    assert re.search(r"^COMMAND \S+ line 12 unlock user:mallory", res.stdout, re.M)
 
 
 def test_replay_postfix_log(tmp_path: Path) -> None:
@@ -135,7 +145,7 @@ def test_replay_merges_mail_and_dovecot_logs_by_time(tmp_path: Path) -> None:
         res = CliRunner().invoke(replay, [*map(str, order), *args])
         assert res.exit_code == 0, res.output
         assert "auth_failures user:alice" in res.stdout  # named by the other file's verdicts
-        assert "COMMAND lock user:alice by auth_failures" in res.stdout
+        assert "COMMAND lock user:alice by auth_failures" in commands(res.stdout)
         assert "lines 18, events 6" in res.stdout
 
 
@@ -152,7 +162,79 @@ def test_replay_merges_jsonl_files_by_event_time(tmp_path: Path) -> None:
     a = write(tmp_path / "a.jsonl", [send(i, T0 + 2 * i) for i in range(6)] + [b"{bad"])
     b = write(tmp_path / "b.jsonl", [send(100 + i, T0 + 2 * i + 1) for i in range(6)])
     res = CliRunner().invoke(replay, [str(a), str(b)])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # a.jsonl line 7 was rejected
     assert "events 12" in res.stdout and "too late 0" in res.stdout
     assert "volume user:mallory@example.com" in res.stdout
     assert f"{a} line 7: not_json" in res.stderr
+
+
+def test_replay_applies_its_own_locks(tmp_path: Path) -> None:
+    """After the lock at the 11th send, relays refuse mallory's sends: they are counted, not fed
+    (so no second volume finding); after the throttle's TTL (1 h) they count again."""
+    burst = [send(i, T0 + i) for i in range(40)]
+    later = [send(100 + i, T0 + 4000 + i) for i in range(12)]
+    f = write(tmp_path / "e.jsonl", burst + later)
+    res = CliRunner().invoke(replay, [str(f)])
+    assert res.exit_code == 0, res.output
+    assert "sends refused while locked 30" in res.stdout  # 29 of the burst, 1 after relock
+    assert "commands: lock 2, unlock 1" in res.stdout
+    cmds = commands(res.stdout).splitlines()
+    assert [c.split()[1] for c in cmds] == ["lock", "unlock", "lock"]
+    assert "by policy.expiry" in cmds[1]
+    assert re.search(r"^COMMAND \S+ line 41 unlock", res.stdout, re.M)  # at T0+4000 > T0+3610
+    fed_all = CliRunner().invoke(replay, [str(f), "--no-apply-locks"])
+    assert "sends refused while locked 0" in fed_all.stdout
+
+
+def test_replay_reports_out_of_order_lines_and_fails_on_too_late(tmp_path: Path) -> None:
+    lines = [send(0, T0 + 100), send(1, T0 + 110), send(2, T0 + 50), send(3, T0 + 120)]
+    f = write(tmp_path / "e.jsonl", lines)
+    res = CliRunner().invoke(replay, [str(f)])
+    assert res.exit_code == 0, res.output  # 60 s late is within the core's grace: accepted
+    assert "line 3: out of order: event time" in res.stderr and "before line 2's" in res.stderr
+    assert "out of order 1" in res.stdout and "too late 0" in res.stdout
+    f2 = write(tmp_path / "late.jsonl", [*lines, send(4, T0 - 1000)])
+    res = CliRunner().invoke(replay, [str(f2)])
+    assert res.exit_code == 1
+    assert "line 5: out of order" in res.stderr
+    assert "too late 1" in res.stdout and "1 line(s) rejected" in res.stdout
+
+
+def test_replay_json_lines(tmp_path: Path) -> None:
+    f = write(tmp_path / "e.jsonl", [send(i, T0 + i) for i in range(14)] + [b"{bad"])
+    res = CliRunner().invoke(replay, [str(f), "--json"])
+    assert res.exit_code == 1
+    docs = [orjson.loads(line) for line in res.stdout.splitlines()]
+    by_type: dict[str, list[dict[str, object]]] = {}
+    for d in docs:
+        by_type.setdefault(str(d["type"]), []).append(d)
+    (cmd,) = by_type["lock_command"]
+    assert cmd["action"] == "lock" and cmd["line"] == 11 and cmd["command_id"]
+    assert isinstance(cmd["version"], int) and cmd["event_time"] == to_rfc3339(T0 + 10)
+    assert by_type["alert"][0]["command_id"] == cmd["command_id"]
+    assert by_type["finding"][0]["detector"] == "volume"
+    assert len(by_type["refused"]) == 3 and by_type["refused"][0]["locked_by"] == cmd["command_id"]
+    assert by_type["bad_line"] == [{"type": "bad_line", "line": 15,
+                                    "detail": by_type["bad_line"][0]["detail"]}]
+    assert docs[-1]["type"] == "summary" and docs[-1]["rejected"] == 1
+    assert docs[-1]["refused_while_locked"] == 3
+
+
+def test_replay_honours_the_worker_settings(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from relayguard.roof.demo_geodb import write_city_db
+
+    db = write_city_db(tmp_path / "city.mmdb")
+    ev = [orjson.loads(login(i, T0 + i * 600)) for i in (1, 2)]
+    ev[0]["client_ip"], ev[1]["client_ip"] = "192.0.2.130", "192.0.2.200"  # London, New York
+    f = write(tmp_path / "e.jsonl", [orjson.dumps(e) for e in ev])
+    assert "impossible_travel" not in CliRunner().invoke(replay, [str(f)]).stdout
+    monkeypatch.setenv("RELAYGUARD_GEOIP_CITY_DB", str(db))
+    cfg = tmp_path / "relayguard.toml"
+    cfg.write_text("[policy]\ndry_run = true\n")
+    monkeypatch.setenv("RELAYGUARD_CONFIG_FILE", str(cfg))
+    res = CliRunner().invoke(replay, [str(f)])
+    assert res.exit_code == 0, res.output
+    assert "impossible_travel user:alice@example.com" in res.stdout
+    assert "(dry run)" in res.stdout
+    assert f"GeoIP {db}" in res.stderr and str(cfg) in res.stderr

@@ -59,8 +59,8 @@ def layout(topics: Topics, app_id: str, *, relays: Sequence[str] = (),
                           ("WRITE", "DESCRIBE"))]
     for user in operators:
         p = f"User:{user}"
-        rules.append(AclRule("operator", p, "topic", topics.locks, "literal",
-                             ("READ", "WRITE", "DESCRIBE")))
+        rules += [AclRule("operator", p, "topic", name, "literal", ("READ", "WRITE", "DESCRIBE"))
+                  for name in (topics.locks, topics.audit)]  # commands and their audit trail
         rules += [AclRule("operator", p, "topic", name, "literal", ("READ", "DESCRIBE"))
                   for name in (topics.alerts, topics.lock_acks, topics.dlq)]
     for rule in rules:
