@@ -16,6 +16,7 @@ from relayguard.foundation.geoip import GeoLocator, enrich
 from relayguard.stream import codec, engine
 from relayguard.stream.detectors.registry import needs_ip_state
 from relayguard.stream.records import Alert, Event, LockCommand, SubjectKind
+from relayguard.stream.user_names import canonical_event
 
 log = logging.getLogger("relayguard.worker")
 
@@ -64,7 +65,7 @@ class Pipeline:
     ) -> None:
         """One record from the events topic. Never raises on bad input."""
         try:
-            event = codec.decode_event(raw)
+            event = canonical_event(codec.decode_event(raw), self.params.user_names)
         except codec.Rejected as exc:
             self.metrics.inc("dead_letters_total", reason=exc.reason)
             log.warning("dead-lettered %s[%d]@%d: %s (%s)", origin.topic, origin.partition,
@@ -91,7 +92,7 @@ class Pipeline:
     ) -> None:
         """One record from the by-IP repartition (already validated by ingest)."""
         try:
-            event = codec.decode_event(raw)
+            event = canonical_event(codec.decode_event(raw), self.params.user_names)
         except codec.Rejected:
             return  # cannot happen for records we forwarded ourselves
         await self._step("ip", event.client_ip, event, ips)

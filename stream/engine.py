@@ -13,6 +13,7 @@ from typing import Any, Literal
 from relayguard.stream import policy, windows
 from relayguard.stream.detector import AnySpec
 from relayguard.stream.records import Alert, Event, Finding, LockCommand, SubjectKind
+from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode
 
 Outcome = Literal["processed", "duplicate", "too_late"]
 
@@ -29,6 +30,7 @@ class CoreParams:
     policy: policy.PolicyParams = field(default_factory=policy.PolicyParams)
     grace_seconds: float = 300.0  # events older than newest-seen minus this are refused as late
     dedupe_ids: int = 256  # event ids remembered per key to drop at-least-once redeliveries
+    user_names: UserNameMode = DEFAULT_USER_NAMES  # RELAYGUARD_USER_NAMES, applied at decode
     # Derived once: the detectors of each key kind (asked for on every event).
     _by_kind: dict[str, tuple[EnabledDetector, ...]] = field(init=False, repr=False,
                                                              compare=False)

@@ -234,4 +234,4 @@ def build_core_params(settings: Settings) -> CoreParams:
             continue
         params = _detector_params(spec.name, spec.params_type, overrides, pol.allow_networks)
         enabled.append(EnabledDetector(spec, params))
-    return CoreParams(detectors=tuple(enabled), policy=pol)
+    return CoreParams(detectors=tuple(enabled), policy=pol, user_names=settings.user_names)
