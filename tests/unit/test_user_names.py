@@ -149,3 +149,29 @@ def test_log_parser_names_users_canonically() -> None:
     assert ev.user == "alice@example.com"
     [ev] = LogParser("r", user_names="exact").feed(line, NOW)
     assert ev.user == "ALICE@Example.com"
+
+
+async def test_worker_keys_state_by_the_canonical_name() -> None:
+    from relayguard.agents.metrics import Metrics
+    from relayguard.agents.pipeline import Origin, Pipeline
+    from relayguard.foundation.core_params import build_core_params
+    from relayguard.foundation.settings import Settings
+    from relayguard.stream import codec
+    from tests.unit.test_pipeline import Recorder
+
+    def run(settings: Settings) -> tuple[Pipeline, Recorder]:
+        rec = Recorder()
+        return Pipeline(build_core_params(settings), None, rec, Metrics()), rec
+
+    send = SendEvent("e1", 1796000000.0, "r", "ALICE", "192.0.2.1", "a@x", 1, 10)
+    raw = codec.encode_event(send)
+    pipe, rec = run(Settings())
+    table: dict[str, bytes] = {}
+    await pipe.ingest(raw, Origin("t", 0, 0, b"ALICE"), table)  # an old relay's key
+    assert rec.rerouted == [("alice", raw)] and table == {}
+    await pipe.ingest(raw, Origin("t", 0, 1, b"alice"), table)
+    assert list(table) == ["alice"]
+    pipe, rec = run(Settings(user_names="exact"))
+    table = {}
+    await pipe.ingest(raw, Origin("t", 0, 0, b"ALICE"), table)
+    assert rec.rerouted == [] and list(table) == ["ALICE"]
