@@ -26,6 +26,7 @@ from pathlib import Path
 from relayguard.foundation.kafka_clients import KafkaSecurity, aiokafka_options
 from relayguard.foundation.settings import Topics
 from relayguard.relay.lock_book import LockBook
+from relayguard.relay.lock_book_store import LockBookStore
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer, ProducerStats
 from relayguard.stream.records import LockCommand, LoginEvent, SendEvent
@@ -44,13 +45,17 @@ class RelayClient:
         clock: Callable[[], float] = time.time,
         security: KafkaSecurity | None = None,
         user_names: UserNameMode | None = None,
+        lock_book: Path | None = None,
     ) -> None:
         """`user_names` defaults to RELAYGUARD_USER_NAMES: names in events and lock look-ups are
-        put in that canonical form (stream/user_names.py)."""
-        if user_names is None:
-            from relayguard.foundation.settings import load_settings
+        put in that canonical form (stream/user_names.py). With `lock_book` (a file path) the
+        locks are saved there on every applied command and loaded (verified) here, so
+        `is_locked` knows them at once after a restart, even while Kafka is down."""
+        from relayguard.foundation.settings import load_settings
 
-            user_names = load_settings().user_names
+        settings = load_settings()
+        if user_names is None:
+            user_names = settings.user_names
         self.user_names: UserNameMode = user_names
         topics = topics or Topics()
         options = aiokafka_options(security or KafkaSecurity())  # SASL/TLS, checked here
@@ -60,8 +65,15 @@ class RelayClient:
         self.producer = EventProducer(bootstrap, topics.events,
                                       spool_dir or Path(".relayguard") / f"client-spool-{relay_id}",
                                       kafka_options=options)
+        book, store = LockBook(user_names), None
+        if lock_book is not None:
+            from relayguard.foundation.signing import keyring_from_settings
+
+            store = LockBookStore(lock_book, keyring_from_settings(settings),
+                                  settings.signing_max_skew_seconds, clock=clock)
+            store.load(book)
         self.follower = LockFollower(bootstrap, topics.locks, topics.lock_acks, relay_id,
-                                     LockBook(user_names), clock=clock, kafka_options=options)
+                                     book, clock=clock, kafka_options=options, store=store)
 
     async def start(self, ready_timeout: float | None = 30.0) -> bool:
         """Start publishing and following; True once the current locks are all known."""

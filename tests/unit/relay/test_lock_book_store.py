@@ -152,3 +152,15 @@ def test_follower_saves_what_it_applies(tmp_path: Path) -> None:
     assert store.saves == 1  # nothing new applied: no write
     book = LockBook()
     assert _store(path).load(book).subjects == 1 and book.is_locked("user", "alice", NOW)
+
+
+def test_relay_client_knows_saved_locks_before_kafka(tmp_path: Path) -> None:
+    from relayguard.relay.client import RelayClient
+
+    path = tmp_path / "client-book.json"
+    _saved(path, _cmd("alice@example.com", 1))
+    client = RelayClient("127.0.0.1:1", "relay-py", spool_dir=tmp_path / "spool",
+                         lock_book=path)  # never started: no Kafka at all
+    assert client.is_locked("Alice@Example.COM")
+    assert not client.is_locked("bob@example.com")
+    assert client.follower.store is not None
