@@ -36,3 +36,14 @@ async def test_ready_follows_the_status() -> None:
         assert (await _get(port, b"GET /ready HTTP/1.1\r\nX: " + b"a" * 9000))[0] == 400
     finally:
         await srv.stop()
+
+
+def test_hook_postfix_refuses_a_bad_http_address() -> None:
+    from click.testing import CliRunner
+
+    from relayguard.roof.cli import main
+
+    result = CliRunner().invoke(main, ["hook", "postfix", "--listen", "inet:127.0.0.1:0",
+                                       "--http", "nohost", "--ready-timeout", "3"])
+    assert result.exit_code == 2, result.output
+    assert "--http 'nohost' is not HOST:PORT" in result.output
