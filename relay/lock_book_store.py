@@ -15,8 +15,10 @@ locks topic gives it (as before this file existed).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -54,6 +56,9 @@ class LockBookStore:
         self.clock = clock
         self._records: dict[str, dict[str, Any]] = {}  # book key -> signed wire object
         self.saves = 0
+        self._seq = itertools.count(1)
+        self._write_lock = threading.Lock()  # writes come from threads: one at a time, and
+        self._written = 0  # never an older snapshot over a newer one
 
     def remember(self, key: str, raw: bytes) -> None:
         """Note the signed record just applied for book key `key` (kept for the next save)."""
@@ -109,10 +114,27 @@ class LockBookStore:
     def save(self, book: LockBook) -> None:
         """Write the records of the subjects in `book` atomically. Raises OSError (the caller
         logs it and keeps enforcing from RAM)."""
+        self.write(*self.snapshot(book))
+        self.saves += 1
+
+    def snapshot(self, book: LockBook) -> tuple[int, bytes]:
+        """(sequence number, the file's bytes) for `book` now (in RAM: the event loop may
+        call it)."""
         keys = {key for key, _ in book.commands()}
         records = [rec for key, rec in self._records.items() if key in keys]
-        body = orjson.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
-                             "saved_at": self.clock(), "records": records})
+        return next(self._seq), orjson.dumps({"format": FORMAT, "format_version": FORMAT_VERSION,
+                                              "saved_at": self.clock(), "records": records})
+
+    def write(self, seq: int, body: bytes) -> None:
+        """Replace the file with snapshot `seq` atomically, unless a newer one was written
+        (blocking I/O: the follower runs it in a thread so an fsync never delays answers)."""
+        with self._write_lock:
+            if seq <= self._written:
+                return
+            self._write(body)
+            self._written = seq
+
+    def _write(self, body: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
@@ -134,4 +156,3 @@ class LockBookStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self.saves += 1

@@ -114,7 +114,7 @@ class LockFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._persist(force=True)  # what catch-up applied since the last throttled save
+        await self._persist(force=True)  # what catch-up applied since the last throttled save
         await self._close()
 
     async def watch(self) -> AsyncIterator[LockCommand]:
@@ -174,28 +174,32 @@ class LockFollower:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=1000)
             applied = [cmd for records in batches.values() for rec in records
                        if (cmd := self._handle(rec.key, rec.value, rec.offset)) is not None]
-            self._persist()
+            await self._persist()
             for cmd in applied:
                 for q in self._watchers:
                     q.put_nowait(cmd)
                 await self._ack(cmd)
 
-    def _persist(self, force: bool = False) -> None:
-        """Save the book if something was applied (throttled while catching up)."""
+    async def _persist(self, force: bool = False) -> None:
+        """Save the book if something was applied (throttled while catching up). The snapshot
+        is taken here; the write and fsync run in a thread, off the policy service's loop."""
         if self.store is None or not self._dirty:
             return
         if not (force or self._ready.is_set()
                 or time.monotonic() - self._last_save >= self.catch_up_save_interval):
             return
+        seq, body = self.store.snapshot(self.book)
+        self._dirty = False  # commands applied from now on need another save
         try:
-            self.store.save(self.book)
+            await asyncio.to_thread(self.store.write, seq, body)
+            self.store.saves += 1
         except OSError as exc:
+            self._dirty = True
             self.save_failures += 1
             log.error("lock follower: could not save the lock book to %s (%s); enforcing from "
                       "RAM, a restart during a Kafka outage would not know the newest locks",
                       self.store.path, exc)
             return
-        self._dirty = False
         self._last_save = time.monotonic()
 
     async def _check_caught_up(self) -> None:
@@ -205,7 +209,7 @@ class LockFollower:
             if await self._consumer.position(tp) < end:  # position = next offset to read
                 return
         self._ready.set()
-        self._persist(force=True)
+        await self._persist(force=True)
         log.info("lock follower caught up: %d subjects known, %d locks active, %d records "
                  "refused", len(self.book), sum(1 for _ in self.book.active(self.clock())),
                  sum(self.refused.values()))

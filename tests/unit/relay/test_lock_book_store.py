@@ -130,7 +130,7 @@ def test_missing_file_is_a_fresh_start(tmp_path: Path) -> None:
     assert result.problem == "no saved lock book yet" and result.subjects == 0
 
 
-def test_follower_saves_what_it_applies(tmp_path: Path) -> None:
+async def test_follower_saves_what_it_applies(tmp_path: Path) -> None:
     """The follower's record path (no Kafka): applied commands are saved; refused and older
     ones are not; during catch-up saves wait for the interval or the end of catch-up."""
     path = tmp_path / "book.json"
@@ -140,15 +140,15 @@ def test_follower_saves_what_it_applies(tmp_path: Path) -> None:
                             catch_up_save_interval=3600)
     raw = encode_lock_command(_cmd("alice", 7), session_signer())
     assert follower._handle(lock_key("user", "alice"), raw, 0) is not None
-    follower._persist()
+    await follower._persist()
     assert not path.exists()  # catching up: throttled
     follower._ready.set()
-    follower._persist()
+    await follower._persist()
     assert path.exists() and store.saves == 1
     forged = encode_lock_command(_cmd("bob", 8), signing.Signer(signing.generate()))
     assert follower._handle(lock_key("user", "bob"), forged, 1) is None
     assert follower._handle(lock_key("user", "alice"), raw, 2) is None  # not newer
-    follower._persist()
+    await follower._persist()
     assert store.saves == 1  # nothing new applied: no write
     book = LockBook()
     assert _store(path).load(book).subjects == 1 and book.is_locked("user", "alice", NOW)
@@ -164,3 +164,17 @@ def test_relay_client_knows_saved_locks_before_kafka(tmp_path: Path) -> None:
     assert client.is_locked("Alice@Example.COM")
     assert not client.is_locked("bob@example.com")
     assert client.follower.store is not None
+
+
+def test_an_older_snapshot_never_overwrites_a_newer_one(tmp_path: Path) -> None:
+    path = tmp_path / "book.json"
+    book, store = LockBook(), _store(path)
+    book.apply(_cmd("alice", 1))
+    store.remember(book.key("user", "alice"),
+                   encode_lock_command(_cmd("alice", 1), session_signer()))
+    old = store.snapshot(book)
+    book.apply(_cmd("bob", 2))
+    store.remember(book.key("user", "bob"), encode_lock_command(_cmd("bob", 2), session_signer()))
+    store.write(*store.snapshot(book))
+    store.write(*old)  # a slower thread finishing late
+    assert len(orjson.loads(path.read_bytes())["records"]) == 2
