@@ -25,6 +25,7 @@ from relayguard.foundation.settings import Settings
 from relayguard.foundation.signing import Keyring, Signer
 from relayguard.stream import codec
 from relayguard.stream.signed import MAX_TTL_SECONDS
+from relayguard.stream.user_names import canonical_subject
 
 KINDS = ("user", "ip")
 ACTIONS = ("lock", "unlock")
@@ -68,7 +69,8 @@ def register(app: faust.App, settings: Settings, signer: Signer, keyring: Keyrin
         async def get(self, request: Request, kind: str, subject: str) -> Response:
             if kind not in KINDS:
                 return self.json({"error": f"kind must be one of {KINDS}"}, status=400)
-            command = (await lock_admin.current_commands(settings, keyring)).get((kind, subject))
+            command = (await lock_admin.current_commands(settings, keyring)).get(
+                (kind, canonical_subject(kind, subject, settings.user_names)))
             if command is None:
                 return self.json({"error": f"no command for {kind} {subject}"}, status=404)
             return self.json({"active": lock_admin.is_active(command, time.time()),

@@ -17,6 +17,7 @@ from relayguard.foundation.geoip import GeoLocator, enrich
 from relayguard.stream import codec, engine
 from relayguard.stream.detectors.registry import needs_ip_state
 from relayguard.stream.records import Alert, Event, LockCommand, SubjectKind
+from relayguard.stream.user_names import canonical_event
 
 log = logging.getLogger("relayguard.worker")
 
@@ -84,7 +85,8 @@ class Pipeline:
         """One record from the events topic. Never raises on bad input."""
         now = time.time()  # the shell owns the clock; the codec and core get `now` passed in
         try:
-            event = codec.decode_event(raw, now, self.params.time_bounds)
+            event = canonical_event(codec.decode_event(raw, now, self.params.time_bounds),
+                                    self.params.user_names)
         except codec.Rejected as exc:
             self.metrics.inc("dead_letters_total", reason=exc.reason)
             if exc.reason == "time_out_of_range":
@@ -116,7 +118,8 @@ class Pipeline:
         """One record from the by-IP repartition (already validated by ingest)."""
         source, raw = unwrap_source(value)
         try:
-            event = codec.decode_event(raw)  # not time-bounded again: ingest did, at its `now`
+            # not time-bounded again: ingest did, at its `now`
+            event = canonical_event(codec.decode_event(raw), self.params.user_names)
         except codec.Rejected:
             return  # cannot happen for records we forwarded ourselves
         await self._step("ip", event.client_ip, event, ips, source)

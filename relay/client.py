@@ -25,9 +25,12 @@ from pathlib import Path
 
 from relayguard.foundation.kafka_clients import KafkaSecurity, aiokafka_options
 from relayguard.foundation.settings import Topics
+from relayguard.relay.lock_book import LockBook
+from relayguard.relay.lock_book_store import LockBookStore
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer, ProducerStats
 from relayguard.stream.records import LockCommand, LoginEvent, SendEvent
+from relayguard.stream.user_names import UserNameMode, canonical_user, canonical_user_or_none
 
 
 class RelayClient:
@@ -41,7 +44,19 @@ class RelayClient:
         source: str = "client",
         clock: Callable[[], float] = time.time,
         security: KafkaSecurity | None = None,
+        user_names: UserNameMode | None = None,
+        lock_book: Path | None = None,
     ) -> None:
+        """`user_names` defaults to RELAYGUARD_USER_NAMES: names in events and lock look-ups are
+        put in that canonical form (stream/user_names.py). With `lock_book` (a file path) the
+        locks are saved there on every applied command and loaded (verified) here, so
+        `is_locked` knows them at once after a restart, even while Kafka is down."""
+        from relayguard.foundation.settings import load_settings
+
+        settings = load_settings()
+        if user_names is None:
+            user_names = settings.user_names
+        self.user_names: UserNameMode = user_names
         topics = topics or Topics()
         options = aiokafka_options(security or KafkaSecurity())  # SASL/TLS, checked here
         self.relay_id = relay_id
@@ -50,8 +65,15 @@ class RelayClient:
         self.producer = EventProducer(bootstrap, topics.events,
                                       spool_dir or Path(".relayguard") / f"client-spool-{relay_id}",
                                       kafka_options=options)
+        book, store = LockBook(user_names), None
+        if lock_book is not None:
+            from relayguard.foundation.signing import keyring_from_settings
+
+            store = LockBookStore(lock_book, keyring_from_settings(settings),
+                                  settings.signing_max_skew_seconds, clock=clock)
+            store.load(book)
         self.follower = LockFollower(bootstrap, topics.locks, topics.lock_acks, relay_id,
-                                     clock=clock, kafka_options=options)
+                                     book, clock=clock, kafka_options=options, store=store)
 
     async def start(self, ready_timeout: float | None = 30.0) -> bool:
         """Start publishing and following; True once the current locks are all known."""
@@ -81,7 +103,8 @@ class RelayClient:
         """Publish one SMTP AUTH attempt. False only if the spool is full (logged)."""
         return self.producer.publish_nowait(LoginEvent(
             event_id=event_id or self._new_id(), event_time=event_time or self.clock(),
-            relay_id=self.relay_id, user=user, client_ip=client_ip, success=success,
+            relay_id=self.relay_id, user=canonical_user_or_none(user, self.user_names),
+            client_ip=client_ip, success=success,
             tls_protocol=tls_protocol, sasl_mechanism=sasl_mechanism,
             failure_reason=None if success else (failure_reason or "bad_credentials"),
             source=self.source,
@@ -96,7 +119,8 @@ class RelayClient:
         queue id) if you may report the same message twice: duplicates are then dropped."""
         return self.producer.publish_nowait(SendEvent(
             event_id=event_id or self._new_id(), event_time=event_time or self.clock(),
-            relay_id=self.relay_id, user=user, client_ip=client_ip, sender=sender,
+            relay_id=self.relay_id, user=canonical_user(user, self.user_names) or user,
+            client_ip=client_ip, sender=sender,
             recipient_count=recipient_count, size=size, tls_protocol=tls_protocol,
             queue_id=queue_id, source=self.source,
         ))

@@ -32,6 +32,8 @@ from relayguard.foundation.cli_errors import friendly_errors
 if TYPE_CHECKING:
     from relayguard.relay.policy_protocol import DecisionConfig
     from relayguard.relay.policy_server import ListenAddress
+    from relayguard.stream.signed import Verifier
+    from relayguard.stream.user_names import UserNameMode
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,14 @@ def hook() -> None:
               help="access(5) action for locks with an expiry (throttles)")
 @click.option("--ip-locks-unauthenticated", is_flag=True,
               help="also refuse locked client IPs in unauthenticated sessions")
-@click.option("--ready-timeout", default=15.0, show_default=True, type=float,
-              help="seconds to wait for the locks topic to be read before answering anyway")
+@click.option("--ready-timeout", default=None, type=float, hidden=True,
+              help="deprecated and ignored: the policy service answers at once")
+@click.option("--lock-book", "lock_book_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="the lock book saved on every applied command and loaded "
+              "(verified) at start [default: DATA_DIR/hook-lock-book.json]")
+@click.option("--http", "http_listen", default=None, metavar="HOST:PORT",
+              help="serve GET /ready (503 while catching up with the locks topic, 200 after) "
+              "and /status here, e.g. 127.0.0.1:10041 [default: off]")
 @click.option("--max-connections", default=2048, show_default=True, type=click.IntRange(1),
               help="open policy connections at most (lowered to fit the open-file limit); "
               "beyond it the longest-idle connection is closed")
@@ -73,9 +81,13 @@ def hook() -> None:
 @friendly_errors
 def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir: Path | None,
             spool_max_mb: int, reject_text: str, throttle_action: str,
-            ip_locks_unauthenticated: bool, ready_timeout: float, max_connections: int,
+            ip_locks_unauthenticated: bool, ready_timeout: float | None,
+            lock_book_path: Path | None, http_listen: str | None, max_connections: int,
             request_deadline: float, max_request_kb: int, idle_timeout: float) -> None:
-    """Run the Postfix policy service: refuse locked users, publish send events."""
+    """Run the Postfix policy service: refuse locked users, publish send events.
+
+    It listens at once and answers from the lock book saved on disk (verified with the keyring)
+    while it catches up with the locks topic; /ready on --http says when it has."""
     from relayguard.foundation.errors import ConfigError
     from relayguard.foundation.kafka_clients import aiokafka_options
     from relayguard.foundation.settings import load_settings
@@ -87,22 +99,50 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
     soft, hard = raise_nofile_limit()
     log.info("open-file limit: %d (hard %d)", soft, hard)
     settings = load_settings()
+    if ready_timeout is not None:
+        log.warning("--ready-timeout is deprecated and ignored: the policy service answers at "
+                    "once from the saved lock book while it catches up (see /ready on --http)")
+    http = _parse_http(http_listen) if http_listen else None
     try:
         config = DecisionConfig(reject_text=reject_text, throttle_action=throttle_action,
-                                ip_locks_unauthenticated=ip_locks_unauthenticated)
+                                ip_locks_unauthenticated=ip_locks_unauthenticated,
+                                user_names=settings.user_names)
     except ValueError as exc:
         raise ConfigError(str(exc), "--reject-text/--throttle-action must be one line") from None
+    from relayguard.foundation.signing import keyring_from_settings
+
+    keyring = keyring_from_settings(settings)  # no verify key: ConfigError, before listening
     asyncio.run(_run_postfix(
         listen=parse_listen(listen), relay_id=relay_id or settings.relay_id,
         bootstrap=bootstrap or settings.bootstrap_servers,
         spool_dir=spool_dir or settings.data_dir / "hook-spool",
         spool_max_bytes=spool_max_mb << 20, config=config,
         locks_topic=settings.topics.locks, acks_topic=settings.topics.lock_acks,
-        events_topic=settings.topics.events, ready_timeout=ready_timeout,
-        kafka_options=aiokafka_options(settings.kafka),
+        events_topic=settings.topics.events,
+        lock_book=LockBookConfig(lock_book_path or settings.data_dir / "hook-lock-book.json",
+                                 keyring, settings.signing_max_skew_seconds,
+                                 settings.user_names),
+        http=http, kafka_options=aiokafka_options(settings.kafka),
         limits=ServerLimits(max_connections, request_deadline, max_request_kb << 10,
                             idle_timeout),
     ))
+
+
+def _parse_http(text: str) -> tuple[str, int]:
+    from relayguard.foundation.errors import ConfigError
+
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--http {text!r} is not HOST:PORT", "e.g. --http 127.0.0.1:10041")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class LockBookConfig:
+    path: Path
+    keyring: Verifier
+    max_skew: float
+    user_names: UserNameMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,39 +155,79 @@ class ServerLimits:
 
 async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        spool_dir: Path, spool_max_bytes: int, config: DecisionConfig,
-                       locks_topic: str,
-                       acks_topic: str, events_topic: str, ready_timeout: float,
-                       limits: ServerLimits,
+                       locks_topic: str, acks_topic: str, events_topic: str,
+                       lock_book: LockBookConfig, limits: ServerLimits,
+                       http: tuple[str, int] | None = None,
                        kafka_options: dict[str, Any] | None = None) -> None:
+    import time
+
+    from relayguard.relay.lock_book import LockBook
+    from relayguard.relay.lock_book_store import LockBookStore
     from relayguard.relay.lock_follower import LockFollower
     from relayguard.relay.policy_server import PolicyServer
     from relayguard.relay.producer import EventProducer
+    from relayguard.relay.ready_http import ReadyServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    # 1. The saved lock book, verified entry by entry: what we enforce until Kafka answers.
+    book = LockBook(lock_book.user_names)
+    store = LockBookStore(lock_book.path, lock_book.keyring, lock_book.max_skew)
+    loaded = store.load(book)
+    active = sum(1 for _ in book.active(time.time()))
+    if loaded.problem is None:
+        age = "" if loaded.saved_at is None else f", saved {time.time() - loaded.saved_at:.0f}s ago"
+        log.info("lock book %s: %d subjects (%d locks active)%s, %d entries refused",
+                 lock_book.path, loaded.subjects, active, age, sum(loaded.refused.values()))
+    else:
+        log.info("lock book %s: %s", lock_book.path, loaded.problem)
     producer = EventProducer(bootstrap, events_topic, spool_dir, spool_max_bytes=spool_max_bytes,
                              kafka_options=kafka_options)
-    follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id,
-                            kafka_options=kafka_options)
-    server = PolicyServer(listen, follower.book, config, relay_id,
+    follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id, book,
+                            kafka_options=kafka_options, keyring=lock_book.keyring,
+                            max_skew=lock_book.max_skew, store=store)
+    server = PolicyServer(listen, book, config, relay_id,
                           publish=producer.publish_nowait,
                           max_connections=limits.max_connections,
                           request_deadline=limits.request_deadline,
                           max_request_bytes=limits.max_request_bytes,
                           idle_timeout=limits.idle_timeout)
+
+    def status() -> dict[str, Any]:
+        return {"ready": follower.is_ready,
+                "state": "serving" if follower.is_ready else "catching-up",
+                "relay_id": relay_id, "locks_known": len(book),
+                "locks_active": sum(1 for _ in book.active(time.time())),
+                "loaded_from_disk": loaded.subjects, "applied": follower.applied,
+                "refused": sum(follower.refused.values()) + sum(loaded.refused.values()),
+                "lock_book_saves": store.saves, "lock_book_save_failures":
+                follower.save_failures, "requests": server.stats.requests}
+
+    ready_http = ReadyServer(*http, status) if http is not None else None
     log.info("relay %s: Kafka %s, locks from %s, events to %s, spool %s", relay_id, bootstrap,
              locks_topic, events_topic, spool_dir)
-    await producer.start()
-    await follower.start()
+    caught_up: asyncio.Task[None] | None = None
     try:
-        if not await follower.ready(ready_timeout):
-            log.warning("locks topic not read within %.0fs: answering now with the %d locks "
-                        "known; the rest apply as soon as they arrive", ready_timeout,
-                        len(follower.book))
+        # 2. Listen at once: Postfix gets answers from the book we have, never a refused
+        # connection (its default_action) while Kafka is slow or away.
         await server.start()
+        log.info("policy service answering on %s; CATCHING UP with %s: enforcing the %d locks "
+                 "of the saved lock book until it is read", listen, locks_topic, active)
+        if ready_http is not None:
+            await ready_http.start()
+        # 3. Then Kafka, in the background: neither start awaits the broker.
+        await producer.start()
+        await follower.start()
+
+        async def report_caught_up() -> None:
+            await follower.ready()
+            log.info("caught up with %s: serving with %d subjects known, %d locks active",
+                     locks_topic, len(book), sum(1 for _ in book.active(time.time())))
+
+        caught_up = asyncio.create_task(report_caught_up(), name="relayguard-caught-up")
         # Start-up objects (aiokafka, click, the lock book) never die: keep them out of the
         # cyclic collector, whose full passes over them otherwise pause answers for tens of ms.
         gc.freeze()
@@ -155,14 +235,19 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 60)
             st, ps = server.stats, producer.stats
-            log.info("status: %d requests (%d refused), %d open connections (%d evicted, %d "
-                     "past deadline), %d locks known; events accepted %d, sent %d, spooled %d, "
-                     "replayed %d, refused %d, unacknowledged %d, producer %s",
+            log.info("status: %s; %d requests (%d refused), %d open connections (%d evicted, "
+                     "%d past deadline), %d locks known; events accepted %d, sent %d, spooled "
+                     "%d, replayed %d, refused %d, unacknowledged %d, producer %s",
+                     "serving" if follower.is_ready else "CATCHING UP with the locks topic",
                      st.requests, st.rejected, st.open_connections, st.evicted,
-                     st.deadline_closed, len(follower.book), ps.accepted, ps.sent, ps.spooled,
+                     st.deadline_closed, len(book), ps.accepted, ps.sent, ps.spooled,
                      ps.replayed, ps.dropped_full, ps.queue_depth, ps.state)
         log.info("stopping: closing the policy service, flushing events")
     finally:
+        if caught_up is not None:
+            caught_up.cancel()
+        if ready_http is not None:
+            await _stop_step("readiness endpoint", ready_http.stop())
         await _stop_step("policy service", server.stop())
         await _stop_step("Kafka event producer", producer.stop())
         await _stop_step("lock follower", follower.stop())

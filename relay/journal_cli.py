@@ -67,7 +67,9 @@ async def _run(*, units: list[str], directory: Path | None, relay_id: str, boots
 
     key = str(directory.resolve()) if directory is not None else "system"
     producer = EventProducer(bootstrap, topic, spool_dir)
-    follower = JournalFollower(LogParser(relay_id), producer, CursorStore(checkpoint_dir, key),
+    from relayguard.foundation.settings import load_settings  # RELAYGUARD_USER_NAMES
+    parser = LogParser(relay_id, user_names=load_settings().user_names)
+    follower = JournalFollower(parser, producer, CursorStore(checkpoint_dir, key),
                                units=units, directory=directory, from_end=from_end,
                                journalctl=journalctl)
     loop = asyncio.get_running_loop()

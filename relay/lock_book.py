@@ -1,18 +1,19 @@
 """The relay's in-RAM view of the compacted locks topic. Pure: no I/O, no clock reads.
 
 A command is applied only if its version is higher than the last one applied for the same
-subject (key `kind:subject`), so replays, duplicates and out-of-order delivery are harmless.
+subject (key `kind:subject`, the subject in canonical form: stream/user_names.py, so a lock on
+`alice` holds `ALICE` too and the newest command for any spelling wins), so replays, duplicates
+and out-of-order delivery are harmless.
 Locks with `expires_at` lapse locally at that time even if no unlock ever arrives.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 from collections.abc import Iterator
 from typing import Protocol
 
 from relayguard.stream.records import LockCommand
+from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_subject
 
 
 class LockView(Protocol):
@@ -21,24 +22,26 @@ class LockView(Protocol):
     def active_lock(self, kind: str, subject: str, now: float) -> LockCommand | None: ...
 
 
-def subject_key(kind: str, subject: str) -> str:
-    """`kind:subject`, with IPs in canonical form so `2001:DB8::1` and `2001:db8:0::1` match."""
-    if kind == "ip":
-        with contextlib.suppress(ValueError):  # not an IP: match it as written
-            subject = ipaddress.ip_address(subject.strip("[]")).compressed
-    return f"{kind}:{subject}"
+def subject_key(kind: str, subject: str, user_names: UserNameMode = DEFAULT_USER_NAMES) -> str:
+    """`kind:subject` in canonical form: user names by the RELAYGUARD_USER_NAMES rule, IPs
+    compressed so `2001:DB8::1` and `2001:db8:0::1` match."""
+    return f"{kind}:{canonical_subject(kind, subject, user_names)}"
 
 
 class LockBook:
-    def __init__(self) -> None:
+    def __init__(self, user_names: UserNameMode = DEFAULT_USER_NAMES) -> None:
+        self.user_names = user_names
         self._latest: dict[str, LockCommand] = {}
+
+    def key(self, kind: str, subject: str) -> str:
+        return subject_key(kind, subject, self.user_names)
 
     def apply(self, command: LockCommand) -> bool:
         """Apply a lock/unlock command; True if it changed what this relay enforces (or would:
         an older-version or dry-run command returns False and changes nothing)."""
         if command.dry_run:
             return False
-        key = subject_key(command.subject_kind, command.subject)
+        key = self.key(command.subject_kind, command.subject)
         current = self._latest.get(key)
         if current is not None and command.version <= current.version:
             return False
@@ -46,12 +49,12 @@ class LockBook:
         return True
 
     def version(self, kind: str, subject: str) -> int | None:
-        cmd = self._latest.get(subject_key(kind, subject))
+        cmd = self._latest.get(self.key(kind, subject))
         return None if cmd is None else cmd.version
 
     def active_lock(self, kind: str, subject: str, now: float) -> LockCommand | None:
         """The lock command in force for this subject at `now`, or None."""
-        cmd = self._latest.get(subject_key(kind, subject))
+        cmd = self._latest.get(self.key(kind, subject))
         if cmd is None or cmd.action != "lock":
             return None
         if cmd.expires_at is not None and now >= cmd.expires_at:
@@ -66,6 +69,10 @@ class LockBook:
         for cmd in self._latest.values():
             if cmd.action == "lock" and (cmd.expires_at is None or now < cmd.expires_at):
                 yield cmd
+
+    def commands(self) -> Iterator[tuple[str, LockCommand]]:
+        """(key, latest command) for every subject known, locks and unlocks."""
+        yield from self._latest.items()
 
     def __len__(self) -> int:
         return len(self._latest)

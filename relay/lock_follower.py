@@ -7,7 +7,12 @@ Only commands signed by a key in the relay's keyring, with a version and times i
 obeyed: anything else is refused, logged and counted in `refused` by reason, never fatal.
 Dry-run commands and tombstones are skipped. If Kafka
 is down at start, the follower keeps retrying in the background (the relay then serves with
-the locks it knows: none, i.e. it fails open).
+the locks it knows: those of its saved lock book, relay/lock_book_store.py, else none).
+
+With a `store`, the book is saved after every batch that applied a command, before that batch's
+acks go out (an ack then means "enforced, also after a restart"); while catching up at start it
+is saved at most every `catch_up_save_interval` s and once when caught up, since re-reading the
+topic re-applies only what the saved book may lack.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from relayguard.relay.lock_book import LockBook
+from relayguard.relay.lock_book_store import LockBookStore
 from relayguard.stream.codec import (
     Rejected,
     decode_signed_lock_command,
@@ -48,6 +54,8 @@ class LockFollower:
         kafka_options: Mapping[str, Any] | None = None,
         keyring: Verifier | None = None,
         max_skew: float | None = None,
+        store: LockBookStore | None = None,
+        catch_up_save_interval: float = 5.0,
     ) -> None:
         """`keyring`/`max_skew` default to RELAYGUARD_VERIFY_KEYS(_DIR) and
         RELAYGUARD_SIGNING_MAX_SKEW_SECONDS; no verify key at all is a ConfigError."""
@@ -78,6 +86,11 @@ class LockFollower:
         self._producer: Any = None
         self._targets: dict[Any, int] = {}
         self._watchers: set[asyncio.Queue[LockCommand]] = set()
+        self.store = store
+        self.catch_up_save_interval = catch_up_save_interval
+        self._dirty = False  # applied commands not yet saved
+        self._last_save = time.monotonic()
+        self.save_failures = 0
 
     async def start(self) -> None:
         if self._task is None:
@@ -101,6 +114,7 @@ class LockFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._persist(force=True)  # what catch-up applied since the last throttled save
         await self._close()
 
     async def watch(self) -> AsyncIterator[LockCommand]:
@@ -158,9 +172,35 @@ class LockFollower:
         while True:
             await self._check_caught_up()
             batches = await self._consumer.getmany(timeout_ms=500, max_records=1000)
-            for records in batches.values():
-                for rec in records:
-                    await self._handle(rec.key, rec.value, rec.offset)
+            applied = [cmd for records in batches.values() for rec in records
+                       if (cmd := self._handle(rec.key, rec.value, rec.offset)) is not None]
+            await self._persist()
+            for cmd in applied:
+                for q in self._watchers:
+                    q.put_nowait(cmd)
+                await self._ack(cmd)
+
+    async def _persist(self, force: bool = False) -> None:
+        """Save the book if something was applied (throttled while catching up). The snapshot
+        is taken here; the write and fsync run in a thread, off the policy service's loop."""
+        if self.store is None or not self._dirty:
+            return
+        if not (force or self._ready.is_set()
+                or time.monotonic() - self._last_save >= self.catch_up_save_interval):
+            return
+        seq, body = self.store.snapshot(self.book)
+        self._dirty = False  # commands applied from now on need another save
+        try:
+            await asyncio.to_thread(self.store.write, seq, body)
+            self.store.saves += 1
+        except OSError as exc:
+            self._dirty = True
+            self.save_failures += 1
+            log.error("lock follower: could not save the lock book to %s (%s); enforcing from "
+                      "RAM, a restart during a Kafka outage would not know the newest locks",
+                      self.store.path, exc)
+            return
+        self._last_save = time.monotonic()
 
     async def _check_caught_up(self) -> None:
         if self._ready.is_set():
@@ -169,33 +209,37 @@ class LockFollower:
             if await self._consumer.position(tp) < end:  # position = next offset to read
                 return
         self._ready.set()
+        await self._persist(force=True)
         log.info("lock follower caught up: %d subjects known, %d locks active, %d records "
                  "refused", len(self.book), sum(1 for _ in self.book.active(self.clock())),
                  sum(self.refused.values()))
 
-    async def _handle(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+    def _handle(self, key: bytes | None, value: bytes | None, offset: int
+                ) -> LockCommand | None:
+        """Apply one record; the command if it changed the book (to notify and ack)."""
         if value is None:  # tombstone: compaction clean-up, nothing to enforce
             self.skipped += 1
-            return
+            return None
         try:
             cmd = decode_signed_lock_command(value, self.keyring, self.clock(), self.max_skew)
         except Rejected as exc:
             self.skipped += 1
             self.refused[exc.reason] += 1
             self._log_refusal(exc, offset, key)
-            return
+            return None
         if key is not None and key != lock_key(cmd.subject_kind, cmd.subject):
             log.warning("lock follower: record key %r does not match its subject %s:%s",
                         key, cmd.subject_kind, cmd.subject)
         if cmd.dry_run or not self.book.apply(cmd):
             self.skipped += 1
-            return
+            return None
         self.applied += 1
+        if self.store is not None:
+            self.store.remember(self.book.key(cmd.subject_kind, cmd.subject), value)
+            self._dirty = True
         log.info("lock follower: applied %s %s:%s v%d (%s)", cmd.action, cmd.subject_kind,
                  cmd.subject, cmd.version, cmd.reason[:120])
-        for q in self._watchers:
-            q.put_nowait(cmd)
-        await self._ack(cmd)
+        return cmd
 
     def _log_refusal(self, exc: Rejected, offset: int, key: bytes | None) -> None:
         """One ERROR line per reason per second at most: a flood of forgeries must not drown

@@ -42,6 +42,7 @@ from datetime import UTC, tzinfo
 from relayguard.relay import log_patterns as P
 from relayguard.relay.log_header import Header, parse_header
 from relayguard.stream.records import LoginEvent
+from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user_or_none
 
 DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the one Postfix reports
 EXIM_SUCCESS_DEDUP_S = 300.0
@@ -71,6 +72,7 @@ class LogParser:
     tz: tzinfo = UTC  # zone of stamps that carry none (RFC 3164, Exim without log_timezone)
     max_sessions: int = 4096
     max_verdicts: int = 1024  # client IPs with remembered Dovecot verdicts
+    user_names: UserNameMode = DEFAULT_USER_NAMES  # RELAYGUARD_USER_NAMES (stream/user_names.py)
     _sessions: OrderedDict[tuple[str, int], _Session] = field(default_factory=OrderedDict)
     _verdicts: OrderedDict[str, list[_Verdict]] = field(default_factory=OrderedDict)
     _exim_seen: OrderedDict[tuple[int | None, str, str], float] = field(
@@ -191,7 +193,9 @@ class LogParser:
                mech: str | None, reason: str | None, tls: str | None) -> LoginEvent:
         return LoginEvent(
             event_id=_event_id(source, self.relay_id, base), event_time=h.time,
-            relay_id=self.relay_id, user=user[:320] if user else None, client_ip=ip, success=ok,
+            relay_id=self.relay_id, user=canonical_user_or_none(user[:320] if user else None,
+                                                                self.user_names),
+            client_ip=ip, success=ok,
             tls_protocol=tls, sasl_mechanism=mech.upper()[:64] if mech else None,
             failure_reason=reason, source=source,
         )

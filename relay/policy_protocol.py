@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from relayguard.relay.lock_book import LockView
 from relayguard.stream.records import SendEvent
+from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user
 
 MAX_LINE = 8 * 1024
 MAX_ATTRIBUTES = 256
@@ -194,6 +195,8 @@ class DecisionConfig:
     # Off: unauthenticated sessions are not ours to judge. On: also refuse locked client IPs
     # before AUTH (needs check_policy_service in smtpd_client_restrictions).
     ip_locks_unauthenticated: bool = False
+    # RELAYGUARD_USER_NAMES: how send events name the user (the lock book has its own copy)
+    user_names: UserNameMode = DEFAULT_USER_NAMES
 
     def __post_init__(self) -> None:
         format_reply(self.reject_action)  # fail at start-up, not at the first locked user
@@ -234,10 +237,15 @@ def send_event_id(relay_id: str, queue_id: str | None, instance: str | None) -> 
     return "postfix-policy:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-def send_event_from(request: PolicyRequest, relay_id: str, now: float) -> SendEvent | None:
-    """The send event for an authenticated END-OF-MESSAGE request, else None."""
+def send_event_from(request: PolicyRequest, relay_id: str, now: float,
+                    user_names: UserNameMode = DEFAULT_USER_NAMES) -> SendEvent | None:
+    """The send event for an authenticated END-OF-MESSAGE request, else None. The user is
+    named in canonical form (stream/user_names.py), so the worker keys it as the lock book does."""
     user = request.sasl_username
     if request.protocol_state != "END-OF-MESSAGE" or user is None or len(user) > 320:
+        return None
+    user = canonical_user(user, user_names)
+    if not user:
         return None
     if request.queue_id is None and request.instance is None:
         return None  # no stable id: a retry could not be deduped

@@ -259,7 +259,7 @@ class PolicyServer:
             log.info("policy: %s user=%s client=%s state=%s", action, req.sasl_username,
                      req.client_address, req.protocol_state)
         elif self.publish is not None:
-            event = send_event_from(req, self.relay_id, now)
+            event = send_event_from(req, self.relay_id, now, self.config.user_names)
             try:
                 if event is not None and self.publish(event):
                     self.stats.events_published += 1

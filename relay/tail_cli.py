@@ -102,7 +102,9 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
 
     throttle_aiokafka_logs()  # one aiokafka line every few seconds during an outage
     producer = EventProducer(bootstrap, topic, spool_dir, kafka_options=kafka_options)
-    follower = LogFollower(files, LogParser(relay_id, tz=tz), producer,
+    from relayguard.foundation.settings import load_settings  # RELAYGUARD_USER_NAMES
+    follower = LogFollower(files, LogParser(relay_id, tz=tz,
+                                            user_names=load_settings().user_names), producer,
                            CheckpointStore(checkpoint_dir), from_end=from_end,
                            poll_interval=poll_interval)
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from relayguard.stream import policy, windows
 from relayguard.stream.detector import AnySpec
 from relayguard.stream.records import Alert, Event, Finding, LockCommand, SubjectKind
 from relayguard.stream.timefmt import TimeBounds
+from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode
 
 # "redelivered": the source position (partition, offset) was applied before: at-least-once
 # redelivery after a restart or rebalance. "duplicate": the same event id again (a relay resend).
@@ -38,6 +39,7 @@ class CoreParams:
     # What event times ingest accepts against the worker's clock (checked by the codec when the
     # caller passes `now`; the core itself never reads the clock).
     time_bounds: TimeBounds = field(default_factory=TimeBounds)
+    user_names: UserNameMode = DEFAULT_USER_NAMES  # RELAYGUARD_USER_NAMES, applied at decode
     # Derived once: the detectors of each key kind (asked for on every event).
     _by_kind: dict[str, tuple[EnabledDetector, ...]] = field(init=False, repr=False,
                                                              compare=False)

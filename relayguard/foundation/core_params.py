@@ -244,4 +244,5 @@ def build_core_params(settings: Settings) -> CoreParams:
             f"max_event_future_seconds={bounds.max_future_seconds:g} is larger than the core's "
             f"lateness grace ({grace} s): one event stamped that far ahead would make real "
             "events count as too late", f"set RELAYGUARD_MAX_EVENT_FUTURE_SECONDS <= {grace}")
-    return CoreParams(detectors=tuple(enabled), policy=pol, time_bounds=bounds)
+    return CoreParams(detectors=tuple(enabled), policy=pol, time_bounds=bounds,
+                      user_names=settings.user_names)

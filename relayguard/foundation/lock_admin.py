@@ -22,6 +22,7 @@ from relayguard.foundation.signing import Signer
 from relayguard.stream import codec
 from relayguard.stream.records import LockAction, LockCommand, SubjectKind
 from relayguard.stream.signed import MAX_TTL_SECONDS, Verifier
+from relayguard.stream.user_names import canonical_subject
 
 
 async def read_latest(bootstrap: str, topic: str, timeout: float = 10.0,
@@ -76,7 +77,9 @@ async def read_commands(settings: Settings, keyring: Verifier | None = None,
         except codec.Rejected as exc:
             listing.refused[exc.reason] += 1
             continue
-        listing.commands[(c.subject_kind, c.subject)] = c
+        key = (c.subject_kind, canonical_subject(c.subject_kind, c.subject, settings.user_names))
+        if key not in listing.commands or c.version > listing.commands[key].version:
+            listing.commands[key] = c  # `Alice` and `alice` are one subject: newest wins
     return listing
 
 
@@ -132,6 +135,7 @@ async def issue(settings: Settings, action: LockAction, subject: str, kind: Subj
     if ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS:
         raise ConfigError(f"ttl {ttl:g}s is not within (0, {MAX_TTL_SECONDS:.0f}] seconds",
                           "give a TTL of at most 10 years, or none to lock until unlocked")
+    subject = canonical_subject(kind, subject, settings.user_names)  # as relays look it up
     previous = (await current_commands(settings, keyring)).get((kind, subject))
     now = time.time()
     command = LockCommand(

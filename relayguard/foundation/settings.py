@@ -17,6 +17,7 @@ from pydantic_settings import (
 
 from relayguard.foundation.data_dir import default_data_dir
 from relayguard.foundation.kafka_clients import KafkaSecurity
+from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode
 
 
 class Topics(BaseModel):
@@ -122,6 +123,12 @@ class Settings(BaseSettings):
     expiry_check_seconds: float = Field(
         15.0, gt=0, description="how often the worker turns expired throttles into unlocks"
     )
+    # [user names] one canonical user name on relays, worker, lock book and CLI
+    user_names: UserNameMode = Field(
+        DEFAULT_USER_NAMES, description="how user names are compared: lower-addresses "
+        "(default: lower-case names that look like addresses or logins), lower (every name), "
+        "exact (keep case); always trimmed and NFC-normalised; the same on every host; see "
+        "stream/user_names.py")
 
     # [kafka security] SASL/TLS for every Kafka client
     kafka: KafkaSecurity = Field(

@@ -49,6 +49,7 @@ from relayguard.stream.records import (
     SubjectKind,
 )
 from relayguard.stream.timefmt import to_rfc3339
+from relayguard.stream.user_names import canonical_event
 
 
 def geo_from_dict(d: dict[str, Any]) -> GeoPoint:
@@ -79,6 +80,7 @@ class Replayer:
 
     def feed(self, event: Event) -> list[StepResult]:
         results = []
+        event = canonical_event(event, self.params.user_names)  # as the worker does at decode
         for kind in self.kinds or ():
             key = event.user if kind == "user" else event.client_ip
             if key is None or (kind == "ip" and not registry.needs_ip_state(event)):

@@ -98,9 +98,13 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
 auth_failure_delay = 0
+# The name as the client typed it (Dovecot's default %Lu would lower-case it for Postfix)...
+auth_username_format = %u
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {e}/dovecot.passwd
+  # ... looked up case-insensitively, as an SQL or LDAP passdb with a case-insensitive
+  # match does: ALICE logs in as alice, and Postfix reports sasl_username=ALICE
+  args = scheme=PLAIN username_format=%Lu {e}/dovecot.passwd
 }}
 userdb {{
   driver = static

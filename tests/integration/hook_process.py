@@ -27,6 +27,8 @@ def start_hook(args: list[str], env: dict[str, str], log_path: Path,
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+    # its own data dir (spool, saved lock book) unless the test gives one: no state shared
+    env = {"RELAYGUARD_DATA_DIR": str(log_path.parent / "hook-data"), **env}
     with log_path.open("ab") as log_file:
         return subprocess.Popen([RELAYGUARD, "hook", "postfix", *args], stdout=log_file,
                                 stderr=subprocess.STDOUT, env={**os.environ, **env},
