@@ -14,7 +14,7 @@ from typing import Any
 import faust
 import orjson
 
-from relayguard.agents import http_api, slack_worker
+from relayguard.agents import ack_latency, http_api, lag, slack_worker
 from relayguard.agents.control import (
     Tables,
     due_for_expiry,
@@ -22,7 +22,7 @@ from relayguard.agents.control import (
     sync_record,
     tick_record,
 )
-from relayguard.agents.metrics import Metrics
+from relayguard.agents.metrics import CONTENT_TYPE, Metrics
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.foundation import signing
 from relayguard.foundation.geoip import GeoLocator
@@ -167,10 +167,14 @@ def create_app(settings: Settings, params: engine.CoreParams,
     slack_worker.register(app, settings, outputs.alerts, outputs.locks, keyring, metrics)
 
     http_api.register(app, settings, signer, keyring)
+    ack_latency.register(app, settings, outputs.locks, keyring, metrics)  # lock -> relay acks
+
+    # Metrics: processing time per record, consumer lag per partition, Prometheus text format
+    lag.register(app, settings, metrics)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.text(metrics.render(), content_type="text/plain")
+        return web.bytes(metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     # Faust starts its web server only after table recovery, so answering at all means ready.
     @app.page("/ready")

@@ -10,6 +10,7 @@ prometheus_client Histograms. Each Metrics object has a registry of its own: tes
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # `*_created` series double the output and mean nothing for a worker that restarts freely.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 PREFIX = "relayguard_worker_"
@@ -103,6 +104,11 @@ class Metrics:
         hist = self.histograms[name]
         (hist.labels(**labels) if labels else hist).observe(value)
 
+    def elapsed(self, name: str, since: float, **labels: str) -> None:
+        """Observe the seconds from the wall-clock time `since` to now (0 if `since` is ahead:
+        the clocks that stamped it are not ours)."""
+        self.observe(name, max(0.0, time.time() - since), **labels)
+
     def set(self, name: str, value: float, **labels: str) -> None:
         self.gauges[name][tuple(sorted(labels.items()))] = value
 
@@ -138,8 +144,8 @@ class _Plain(Collector):
         for name, help_text in HELP.items():
             # exposed as `<family>_total` whether or not the HELP key ends in _total
             family = Metric(PREFIX + name.removesuffix("_total"), help_text, "counter")
-            for labels, value in sorted(self.metrics.counters[name].items()):
-                family.add_sample(family.name + "_total", dict(labels), value)
+            for labels, count in sorted(self.metrics.counters[name].items()):
+                family.add_sample(family.name + "_total", dict(labels), count)
             yield family
         for name, (help_text, label_names) in GAUGES.items():
             gauge = GaugeMetricFamily(PREFIX + name, help_text, labels=label_names)

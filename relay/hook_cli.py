@@ -70,11 +70,14 @@ def hook() -> None:
               help="bytes (KiB) one request may take; larger ones are closed")
 @click.option("--idle-timeout", default=600.0, show_default=True, type=click.FloatRange(1),
               help="seconds an idle policy connection is kept")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 @friendly_errors
 def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir: Path | None,
             spool_max_mb: int, reject_text: str, throttle_action: str,
             ip_locks_unauthenticated: bool, ready_timeout: float, max_connections: int,
-            request_deadline: float, max_request_kb: int, idle_timeout: float) -> None:
+            request_deadline: float, max_request_kb: int, idle_timeout: float,
+            metrics_listen: str | None) -> None:
     """Run the Postfix policy service: refuse locked users, publish send events."""
     from relayguard.foundation.errors import ConfigError
     from relayguard.foundation.kafka_clients import aiokafka_options
@@ -102,6 +105,7 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
         kafka_options=aiokafka_options(settings.kafka),
         limits=ServerLimits(max_connections, request_deadline, max_request_kb << 10,
                             idle_timeout),
+        metrics_listen=metrics_listen,
     ))
 
 
@@ -118,8 +122,11 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        locks_topic: str,
                        acks_topic: str, events_topic: str, ready_timeout: float,
                        limits: ServerLimits,
-                       kafka_options: dict[str, Any] | None = None) -> None:
+                       kafka_options: dict[str, Any] | None = None,
+                       metrics_listen: str | None = None) -> None:
     from relayguard.relay.lock_follower import LockFollower
+    from relayguard.relay.metrics import HookMetrics
+    from relayguard.relay.metrics_http import serve_hook_metrics
     from relayguard.relay.policy_server import PolicyServer
     from relayguard.relay.producer import EventProducer
 
@@ -138,6 +145,8 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                           request_deadline=limits.request_deadline,
                           max_request_bytes=limits.max_request_bytes,
                           idle_timeout=limits.idle_timeout)
+    metrics = await serve_hook_metrics(metrics_listen, HookMetrics(
+        relay_id, server=server, producer=producer, follower=follower))
     log.info("relay %s: Kafka %s, locks from %s, events to %s, spool %s", relay_id, bootstrap,
              locks_topic, events_topic, spool_dir)
     await producer.start()
@@ -166,6 +175,7 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
         await _stop_step("policy service", server.stop())
         await _stop_step("Kafka event producer", producer.stop())
         await _stop_step("lock follower", follower.stop())
+        await _stop_step("metrics endpoint", metrics.stop())
     log.info("stopped")
 
 
