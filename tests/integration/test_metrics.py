@@ -8,7 +8,9 @@ Grafana dashboard and the alert rules may only name series that these pages real
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -21,7 +23,14 @@ from prometheus_client.metrics_core import Metric
 
 from relayguard.roof.broker.config import free_port
 from tests.fixtures.worker import RunningWorker, StartWorker
-from tests.integration.hook_process import answers, ask, policy_request, start_hook, stop
+from tests.integration.hook_process import (
+    RELAYGUARD,
+    answers,
+    ask,
+    policy_request,
+    start_hook,
+    stop,
+)
 from tests.metrics_text import families, metric_names, scrape, value
 
 pytestmark = pytest.mark.integration
@@ -69,6 +78,7 @@ def test_worker_and_hook_metrics_after_an_attack(start_worker: StartWorker,
 
         # The attack: 12 messages in a few seconds through the policy service (10/min allowed).
         user = f"burst-{uuid.uuid4().hex[:6]}"
+        burst_at = time.time()
         for i in range(12):
             reply = ask(policy_port, policy_request(user, "END-OF-MESSAGE", f"Q{i}", f"m.{i}"))
             assert reply == b"action=DUNNO\n\n"
@@ -101,8 +111,10 @@ def test_worker_and_hook_metrics_after_an_attack(start_worker: StartWorker,
     assert _count(worker_fams, m + "lock_to_ack_seconds", action="lock", ack="last") >= 1
     assert _count(worker_fams, m + "event_processing_seconds", topic="events") >= 12
     # seconds from the burst's events to the lock: a few at most here, never an hour
+    # from the burst's event times to the lock: within what this test waited, not from 1970
+    waited = time.time() - burst_at
     took = value(worker_fams, m + "event_to_lock_seconds_sum", action="lock")
-    assert took is not None and 0 <= took < 60
+    assert took is not None and 0 <= took <= waited
     lags = {s.labels["partition"]: s.value for s in worker_fams[m + "consumer_lag"].samples
             if s.labels["topic"] == "events"}
     assert all(v >= 0 for v in lags.values()), lags
@@ -121,7 +133,7 @@ def test_worker_and_hook_metrics_after_an_attack(start_worker: StartWorker,
     assert value(hook_fams, h + "lock_commands_applied_total") == 1
     assert value(hook_fams, h + "lock_topic_lag", partition="0") == 0
     age = value(hook_fams, h + "lock_last_applied_age_seconds")
-    assert age is not None and 0 <= age < 120
+    assert age is not None and 0 <= age <= waited
     assert value(hook_fams, h + "spool_bytes") is not None
     assert value(hook_fams, h + "spool_records") is not None
     assert value(hook_fams, h + "producer_state", state="ok") == 1
@@ -151,25 +163,15 @@ def _series_in(exprs: list[str]) -> set[str]:
 
 def test_hook_metrics_port_taken_is_one_clear_line(tmp_path: Path) -> None:
     """A --metrics-listen port already in use ends the hook with one line, not a traceback."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         taken = s.getsockname()[1]
         proc = subprocess.run(
-            [str(Path(__file__).parents[2] / ".venv/bin/relayguard"), "hook", "postfix",
-             "--listen", f"inet:127.0.0.1:{free_port()}", "--bootstrap", "127.0.0.1:1",
-             "--metrics-listen", f"127.0.0.1:{taken}"],
+            [RELAYGUARD, "hook", "postfix", "--listen", f"inet:127.0.0.1:{free_port()}",
+             "--bootstrap", "127.0.0.1:1", "--metrics-listen", f"127.0.0.1:{taken}"],
             capture_output=True, text=True, timeout=60,
-            env={"RELAYGUARD_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
-                 **_signing_env()})
+            env={**os.environ, "RELAYGUARD_DATA_DIR": str(tmp_path)})
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
     assert f"cannot serve metrics on 127.0.0.1:{taken}" in proc.stderr, proc.stderr
-
-
-def _signing_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k.startswith("RELAYGUARD_")}
