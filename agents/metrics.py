@@ -22,7 +22,8 @@ from prometheus_client.registry import Collector
 # `*_created` series double the output and mean nothing for a worker that restarts freely.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+# generate_latest() writes the classic text format (legacy names); say so, as older servers expect
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "relayguard_worker_"
 HELP = {
     "events_total": "Events taken from the events topic, by outcome",

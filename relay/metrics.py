@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PREFIX = "relayguard_hook_"
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+# generate_latest() writes the classic text format (legacy names); say so, as older servers expect
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PRODUCER_STATES = ("starting", "ok", "spooling", "spool_full", "stopped")
 POSITION_TIMEOUT = 1.0
 
