@@ -115,6 +115,8 @@ def test_worker_and_hook_metrics_after_an_attack(start_worker: StartWorker,
     waited = time.time() - burst_at
     took = value(worker_fams, m + "event_to_lock_seconds_sum", action="lock")
     assert took is not None and 0 <= took <= waited
+    first = value(worker_fams, m + "lock_to_ack_seconds_sum", action="lock", ack="first")
+    print(f"\nmeasured: event->lock {took:.3f}s, lock->first ack {first:.3f}s")  # with -s
     lags = {s.labels["partition"]: s.value for s in worker_fams[m + "consumer_lag"].samples
             if s.labels["topic"] == "events"}
     assert all(v >= 0 for v in lags.values()), lags
