@@ -42,7 +42,7 @@ class ProcessingSensor(Sensor):
         self.metrics = metrics
         self.roles = roles
         self.next_offset: dict[TP, int] = {}  # per partition: last processed offset + 1
-        self._children: dict[str, Any] = {}
+        self._by_topic: dict[str, Any] = {}
 
     def on_stream_event_in(self, tp: TP, offset: int, stream: Any, event: Any) -> dict[str, Any]:
         return {"t0": time.perf_counter()}
@@ -50,11 +50,11 @@ class ProcessingSensor(Sensor):
     def on_stream_event_out(self, tp: TP, offset: int, stream: Any, event: Any,
                             state: dict[str, Any] | None = None) -> None:
         if state is not None and "t0" in state:
-            child = self._children.get(tp.topic)
+            child = self._by_topic.get(tp.topic)
             if child is None:  # one labelled child per topic: no label lookup per record
                 child = self.metrics.histograms["event_processing_seconds"].labels(
                     topic=self.roles.get(tp.topic, "other"))
-                self._children[tp.topic] = child
+                self._by_topic[tp.topic] = child
             child.observe(time.perf_counter() - state["t0"])
         if offset + 1 > self.next_offset.get(tp, -1):
             self.next_offset[tp] = offset + 1
