@@ -18,7 +18,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from relayguard.agents import faust_offsets, http_api, slack_worker
+from relayguard.agents import ack_latency, faust_offsets, http_api, lag, slack_worker
 from relayguard.agents.control import (
     Tables,
     due_for_expiry,
@@ -27,7 +27,7 @@ from relayguard.agents.control import (
     tick_record,
 )
 from relayguard.agents.kafka_ranges import KafkaRangeReader
-from relayguard.agents.metrics import Metrics
+from relayguard.agents.metrics import CONTENT_TYPE, Metrics
 from relayguard.agents.offset_guard import Handler, OffsetGuard, Record
 from relayguard.agents.pipeline import Origin, Pipeline
 from relayguard.agents.readiness import Readiness
@@ -243,10 +243,14 @@ def create_app(settings: Settings, params: engine.CoreParams,
     slack_worker.register(app, settings, outputs.alerts, outputs.locks, keyring, metrics)
 
     http_api.register(app, settings, signer, keyring)
+    ack_latency.register(app, settings, outputs.locks, keyring, metrics)  # lock -> relay acks
+
+    # Metrics: processing time per record, consumer lag per partition, Prometheus text format
+    lag.register(app, settings, metrics)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.text(metrics.render(), content_type="text/plain")
+        return web.bytes(metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     # Faust's web server answers long before recovery ends: /ready says what is true.
     readiness = Readiness(app)

@@ -165,6 +165,7 @@ class Pipeline:
             log.warning("%s %s %s v%d: %s", command.action.upper(), command.subject_kind,
                         command.subject, command.version, command.reason)
             await self.outputs.lock_command(command)
+            self.metrics.elapsed("event_to_lock_seconds", command.issued_at, action=command.action)
         for alert in result.alerts:
             self.metrics.inc("alerts_total", detector=alert.detector)
             await self.outputs.alert(alert)

@@ -78,12 +78,15 @@ def hook() -> None:
               help="bytes (KiB) one request may take; larger ones are closed")
 @click.option("--idle-timeout", default=600.0, show_default=True, type=click.FloatRange(1),
               help="seconds an idle policy connection is kept")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 @friendly_errors
 def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir: Path | None,
             spool_max_mb: int, reject_text: str, throttle_action: str,
             ip_locks_unauthenticated: bool, ready_timeout: float | None,
             lock_book_path: Path | None, http_listen: str | None, max_connections: int,
-            request_deadline: float, max_request_kb: int, idle_timeout: float) -> None:
+            request_deadline: float, max_request_kb: int, idle_timeout: float,
+            metrics_listen: str | None) -> None:
     """Run the Postfix policy service: refuse locked users, publish send events.
 
     It listens at once and answers from the lock book saved on disk (verified with the keyring)
@@ -125,6 +128,7 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
         http=http, kafka_options=aiokafka_options(settings.kafka),
         limits=ServerLimits(max_connections, request_deadline, max_request_kb << 10,
                             idle_timeout),
+        metrics_listen=metrics_listen,
     ))
 
 
@@ -158,12 +162,15 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        locks_topic: str, acks_topic: str, events_topic: str,
                        lock_book: LockBookConfig, limits: ServerLimits,
                        http: tuple[str, int] | None = None,
-                       kafka_options: dict[str, Any] | None = None) -> None:
+                       kafka_options: dict[str, Any] | None = None,
+                       metrics_listen: str | None = None) -> None:
     import time
 
     from relayguard.relay.lock_book import LockBook
     from relayguard.relay.lock_book_store import LockBookStore
     from relayguard.relay.lock_follower import LockFollower
+    from relayguard.relay.metrics import HookMetrics
+    from relayguard.relay.metrics_http import serve_hook_metrics
     from relayguard.relay.policy_server import PolicyServer
     from relayguard.relay.producer import EventProducer
     from relayguard.relay.ready_http import ReadyServer
@@ -207,6 +214,8 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                 follower.save_failures, "requests": server.stats.requests}
 
     ready_http = ReadyServer(*http, status) if http is not None else None
+    metrics = await serve_hook_metrics(metrics_listen, HookMetrics(
+        relay_id, server=server, producer=producer, follower=follower))
     log.info("relay %s: Kafka %s, locks from %s, events to %s, spool %s", relay_id, bootstrap,
              locks_topic, events_topic, spool_dir)
     caught_up: asyncio.Task[None] | None = None
@@ -251,6 +260,7 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
         await _stop_step("policy service", server.stop())
         await _stop_step("Kafka event producer", producer.stop())
         await _stop_step("lock follower", follower.stop())
+        await _stop_step("metrics endpoint", metrics.stop())
     log.info("stopped")
 
 

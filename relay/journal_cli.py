@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
               help="where to begin when no cursor is saved yet")
 @click.option("--journalctl", default="journalctl", show_default=True,
               help="the journalctl program to run")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None,
             bootstrap: str | None, checkpoint_dir: Path | None, spool_dir: Path | None,
-            from_start: bool, journalctl: str) -> None:
+            from_start: bool, journalctl: str, metrics_listen: str | None) -> None:
     """Follow the systemd journal for the mail units and publish SMTP AUTH login events.
 
     Reads `journalctl --follow --output=json` for the units (Postfix, Dovecot, Exim), parses
@@ -53,16 +55,18 @@ def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None
         bootstrap=bootstrap or settings.bootstrap_servers, topic=settings.topics.events,
         checkpoint_dir=checkpoint_dir or data_dir / "journal-checkpoints",
         spool_dir=spool_dir or data_dir / "journal-spool",
-        from_end=not from_start, journalctl=journalctl,
+        from_end=not from_start, journalctl=journalctl, metrics_listen=metrics_listen,
     ))
 
 
 async def _run(*, units: list[str], directory: Path | None, relay_id: str, bootstrap: str,
                topic: str, checkpoint_dir: Path, spool_dir: Path, from_end: bool,
-               journalctl: str) -> None:
+               journalctl: str, metrics_listen: str | None = None) -> None:
     from relayguard.relay.checkpoint import CursorStore
     from relayguard.relay.journal_follower import JournalFollower
     from relayguard.relay.log_parser import LogParser
+    from relayguard.relay.metrics import HookMetrics
+    from relayguard.relay.metrics_http import serve_hook_metrics
     from relayguard.relay.producer import EventProducer
 
     key = str(directory.resolve()) if directory is not None else "system"
@@ -75,6 +79,8 @@ async def _run(*, units: list[str], directory: Path | None, relay_id: str, boots
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, follower.stop)
+    metrics = await serve_hook_metrics(metrics_listen,
+                                       HookMetrics(relay_id, producer=producer, source=follower))
     await producer.start()
     log.info("journal: relay %s -> %s (%s); cursor in %s", relay_id, topic, bootstrap,
              checkpoint_dir)
@@ -82,6 +88,7 @@ async def _run(*, units: list[str], directory: Path | None, relay_id: str, boots
         await follower.run()
     finally:
         await producer.stop()
+        await metrics.stop()
         s = follower.stats
         log.info("journal: stopped after %d entries, %d events, %d journalctl restarts",
                  s.entries, s.events, s.restarts)

@@ -22,9 +22,9 @@ import logging
 import os
 import resource
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from relayguard.foundation.errors import ConfigError
@@ -124,6 +124,7 @@ class ServerStats:
     open_connections: int = 0
     requests: int = 0
     rejected: int = 0  # any non-DUNNO answer
+    refused_by: Counter[str] = field(default_factory=Counter)  # rejected, by the action's verb
     protocol_errors: int = 0
     events_published: int = 0
     evicted: int = 0  # closed to make room under the connection cap
@@ -256,6 +257,7 @@ class PolicyServer:
         action = decide(req, self.locks, now, self.config)
         if action != DUNNO:
             self.stats.rejected += 1
+            self.stats.refused_by[action.split(" ", 1)[0]] += 1
             log.info("policy: %s user=%s client=%s state=%s", action, req.sasl_username,
                      req.client_address, req.protocol_state)
         elif self.publish is not None:

@@ -127,6 +127,10 @@ class EventProducer:
     def state(self) -> State:
         return self._stats.state
 
+    @property
+    def spool_max_bytes(self) -> int:
+        return self._spool.max_bytes
+
     def publish_nowait(self, event: Event) -> bool:
         """Accept an event (written ahead to the spool) without awaiting anything. True = on
         disk (OS page cache); False = refused (spool full or unwritable), already logged and

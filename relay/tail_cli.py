@@ -64,9 +64,11 @@ def _zone(name: str) -> tzinfo:
 @click.option("--timezone", "tz_name", default="local", show_default=True,
               help="zone of log stamps without an offset (RFC 3164, Exim): IANA name or UTC")
 @click.option("--poll-interval", default=0.2, show_default=True, type=float)
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
          checkpoint_dir: Path | None, spool_dir: Path | None, from_start: bool, tz_name: str,
-         poll_interval: float) -> None:
+         poll_interval: float, metrics_listen: str | None) -> None:
     """Follow Postfix/Dovecot/Exim mail logs (FILE...) and publish SMTP AUTH login events.
 
     Survives log rotation (rename or copytruncate) and restarts: positions are checkpointed
@@ -88,16 +90,20 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
         tz=tz,
         poll_interval=poll_interval,
         kafka_options=aiokafka_options(settings.kafka),
+        metrics_listen=metrics_listen,
     ))
 
 
 async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
                checkpoint_dir: Path, spool_dir: Path, from_end: bool, tz: tzinfo,
-               poll_interval: float, kafka_options: dict[str, Any] | None = None) -> None:
+               poll_interval: float, kafka_options: dict[str, Any] | None = None,
+               metrics_listen: str | None = None) -> None:
     from relayguard.relay.checkpoint import CheckpointStore
     from relayguard.relay.log_follower import LogFollower
     from relayguard.relay.log_parser import LogParser
     from relayguard.relay.log_throttle import throttle_aiokafka_logs
+    from relayguard.relay.metrics import HookMetrics
+    from relayguard.relay.metrics_http import serve_hook_metrics
     from relayguard.relay.producer import EventProducer
 
     throttle_aiokafka_logs()  # one aiokafka line every few seconds during an outage
@@ -110,6 +116,8 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, follower.stop)
+    metrics = await serve_hook_metrics(metrics_listen,
+                                       HookMetrics(relay_id, producer=producer, source=follower))
     await producer.start()
     log.info("tail: following %s as relay %s -> %s (%s)", ", ".join(files), relay_id, topic,
              bootstrap)
@@ -118,5 +126,6 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
     finally:
         follower.close()
         await producer.stop()
+        await metrics.stop()
         s = follower.stats
         log.info("tail: stopped after %d lines, %d events", s.lines, s.events)
