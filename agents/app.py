@@ -14,7 +14,7 @@ from typing import Any
 import faust
 import orjson
 
-from relayguard.agents import http_api, slack_worker
+from relayguard.agents import http_api, slack_worker, status_api
 from relayguard.agents.control import (
     Tables,
     due_for_expiry,
@@ -188,6 +188,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
     slack_worker.register(app, settings, outputs.alerts, outputs.locks, keyring, metrics)
 
     http_api.register(app, settings, signer, keyring)
+    status_api.register_status(app, settings, tables, params, outputs)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

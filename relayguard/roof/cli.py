@@ -46,8 +46,9 @@ def _mount() -> None:
     from relayguard.roof.keys_cli import keys
     from relayguard.roof.operator_cli import lock, locks, unlock
     from relayguard.roof.replay import replay
+    from relayguard.roof.status_cli import status
 
-    for command in (broker, demo, hook, keys, lock, unlock, locks, replay):
+    for command in (broker, demo, hook, keys, lock, unlock, locks, replay, status):
         main.add_command(command)
 
 
