@@ -163,7 +163,7 @@ def _distinct(p: Any, s: distinct.State, subject: str, now: float) -> Doc:
             "counters": [_counter(r.name, _distinct_count(s, r.window_seconds, now),
                                   r.max_distinct, {"length_seconds": r.window_seconds})
                          for r in p.rules],
-            "seen": _recent(s.seen, "value")}
+            "values": _recent(s.seen, "value")}
 
 
 View = Callable[[Any, Any, str, float], Doc]

@@ -124,9 +124,9 @@ def _detector_lines(name: str, d: dict[str, Any]) -> list[str]:
     if last:
         lines.append(f"    last login {_fmt_time(last['time'])} from {last['ip']} "
                      f"({last.get('city') or '?'}, {last.get('country') or '?'})")
-    for key in ("countries", "ips", "seen", "users"):
+    for key in ("countries", "ips", "values", "users"):
         items = d.get(key)
-        if items:
+        if isinstance(items, list) and items:
             shown = ", ".join(f"{next(iter(i.values()))} at {_fmt_time(i['last_seen'])}"
                               for i in items[:5])
             more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
@@ -233,4 +233,10 @@ def status(subject: str, is_ip: bool, as_json: bool, worker_url: str | None, sca
     if as_json:
         click.echo(json.dumps({"status": doc, **(extra or {})}, indent=2))
     else:
-        click.echo(_report(doc, extra))
+        try:
+            text = _report(doc, extra)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a worker of another
+            click.echo(f"relayguard: cannot lay out this worker's answer ({exc!r}); "
+                       "use --json", err=True)  # version: say so in one line
+            sys.exit(2)
+        click.echo(text)

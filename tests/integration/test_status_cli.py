@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -29,7 +31,7 @@ PARTITIONS = 2
 
 def partition(key: str) -> int:
     """The events topic's partition for `key` (aiokafka's default partitioner, as relays use)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
 def users_on_each_partition() -> tuple[str, str]:
@@ -41,8 +43,6 @@ def users_on_each_partition() -> tuple[str, str]:
 
 def cli(w: RunningWorker, tmp: Path, *args: str, worker_url: str | None = None
         ) -> tuple[int, str, str]:
-    import subprocess
-
     env = {**os.environ, "RELAYGUARD_BOOTSTRAP_SERVERS": w.bootstrap,
            "RELAYGUARD_TOPICS__PREFIX": w.settings.topics.prefix,
            "RELAYGUARD_DATA_DIR": str(tmp)}
@@ -56,6 +56,9 @@ def both_ready(workers: list[RunningWorker]) -> bool:
     return all(w.process.status("/ready") == 200 for w in workers)
 
 
+LAST: dict[str, Any] = {}
+
+
 async def wait_for(check: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,12 +66,11 @@ async def wait_for(check: Any, timeout: float, what: str) -> Any:
         if got:
             return got
         await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: "
+                         f"{LAST.get('seen')!r}")
 
 
 def api(w: RunningWorker, kind: str, subject: str) -> tuple[int, dict[str, Any]]:
-    import urllib.error
-
     try:
         with urllib.request.urlopen(f"{w.process.url}/api/status/{kind}/{subject}",
                                     timeout=10) as resp:
@@ -105,7 +107,7 @@ async def test_status_routed_between_two_workers_with_lock_acks_and_findings(
     # attacker IP: 8 failed logins in 4 s against different users (burst limit 5 in 10 s)
     for i in range(8):
         ev3 = LoginEvent(str(uuid.uuid4()), now - 4 + i * 0.5, "relay-st", f"v{i}@example.com",
-                         attacker_ip, False, "TLSv1.3", "PLAIN", "bad password")
+                         attacker_ip, False, "TLSv1.3", "PLAIN", "bad_credentials")
         events.append((f"v{i}@example.com".encode(), codec.encode_event(ev3)))
 
     follower = LockFollower(a.bootstrap, a.topics.locks, a.topics.lock_acks, "relay-status-it",
@@ -133,7 +135,7 @@ async def test_status_routed_between_two_workers_with_lock_acks_and_findings(
 
         # the CLI, user: counters against limits, location with time, lock with its ack
         def user_report() -> tuple[int, str, str] | None:
-            r = cli(a, tmp_path, spammer)
+            r = LAST["seen"] = cli(a, tmp_path, spammer)
             return r if r[0] == 0 and "acked by 1 relay(s)" in r[1] else None
 
         code, out, err = await wait_for(user_report, 60, "the relay's ack in the status")
@@ -160,7 +162,8 @@ async def test_status_routed_between_two_workers_with_lock_acks_and_findings(
 
         # the CLI, --ip, asked at worker B this time
         def ip_report() -> tuple[int, str, str] | None:
-            r = cli(a, tmp_path, attacker_ip, "--ip", "--json", worker_url=b.process.url)
+            r = LAST["seen"] = cli(a, tmp_path, attacker_ip, "--ip", "--json",
+                                   worker_url=b.process.url)
             return r if r[0] == 0 and json.loads(r[1])["acks"] else None
 
         code, out, err = await wait_for(ip_report, 60, "the IP lock's ack in the status")

@@ -121,7 +121,7 @@ def test_ip_counters() -> None:
     state = None
     for i in range(25):
         ev = LoginEvent(f"f{i}", T0 + i, "r1", f"u{i}@x.test", "192.0.2.9", False, "TLSv1.3",
-                        "PLAIN", "bad password", password_hash=f"h{i}")
+                        "PLAIN", "bad_credentials", password_hash=f"h{i}")
         state = engine.step(p, "ip", "192.0.2.9", state, ev).state
     det = status_document("ip", "192.0.2.9", state, p, T0 + 25)["detectors"]
     rows = by_name(det["auth_failures_ip"]["counters"])
@@ -139,3 +139,23 @@ def test_ip_counters() -> None:
 ])
 def test_subject_problem(kind: str, subject: str, bad: bool) -> None:
     assert (subject_problem(kind, subject) is not None) is bad
+
+
+def test_cli_report_lays_out_every_detector_view() -> None:
+    from relayguard.roof.status_cli import _report
+
+    p = core()
+    events: list[SendEvent | LoginEvent] = [send(i, T0 + i, rcpts=3) for i in range(12)]
+    events += [login(1, T0 + 20, "192.0.2.10", BERLIN)]
+    doc = status_document("user", "mallory@x.test", run(p, events), p, T0 + 30)
+    text = _report(doc, None)
+    assert "messages_1m" in text and "12 / 10" in text and "OVER" in text
+    assert "last login 2026" in text and "from 192.0.2.10 (Berlin, DE)" in text
+    assert "worker's lock state: locked (throttle" in text
+    state = None
+    for i in range(8):
+        ev = LoginEvent(f"f{i}", T0 + i, "r1", f"u{i}@x.test", "192.0.2.9", False, "TLSv1.3",
+                        "PLAIN", "bad_credentials")
+        state = engine.step(p, "ip", "192.0.2.9", state, ev).state
+    text = _report(status_document("ip", "192.0.2.9", state, p, T0 + 8), None)
+    assert "auth_failures_ip:" in text and "password_spray:" in text and "values: u7@x.test" in text
