@@ -1,5 +1,7 @@
 """`GET /api/status/{user|ip}/{subject}`: what the worker knows about one subject, answered by
-the worker that owns the subject's partition.
+the worker that owns the subject's partition. `?kafka=1` adds what `relayguard status` adds from
+Kafka (latest lock command, relay acks, recent findings; bounded by `?scan=N` records from the end
+of each partition, default 2000).
 
 Routing: a worker that does not own the partition forwards the request to the owner through
 `app.router` and hands back its answer. The owner is looked up by the *source* topic (events for
@@ -22,16 +24,19 @@ from typing import Any, Protocol
 
 import aiohttp
 import faust
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 
 from relayguard.agents import state_codec
 from relayguard.agents.status_view import status_document, subject_problem
+from relayguard.foundation import status_reads
 from relayguard.foundation.settings import Settings
 from relayguard.stream.engine import CoreParams
 
 log = logging.getLogger("relayguard.worker")
 ROUTED_HEADER = "X-Relayguard-Routed-By"
-FORWARD_TIMEOUT = 5.0
+FORWARD_TIMEOUT = 30.0  # the owner may read Kafka (?kafka=1): three bounded reads
+MAX_SCAN = 100_000
 
 
 def _ident(url: Any) -> tuple[str, int]:
@@ -66,6 +71,12 @@ def register_status(app: faust.App, settings: Settings, tables: Mapping[str, Any
     class Status(View):
         async def get(self, request: Request, kind: str, subject: str) -> Response:
             problem = subject_problem(kind, subject)
+            try:
+                scan = int(request.query.get("scan", "2000"))
+                if not 1 <= scan <= MAX_SCAN:
+                    raise ValueError
+            except ValueError:
+                problem = problem or f"scan must be a number from 1 to {MAX_SCAN}"
             if problem:
                 return self.json({"error": f"bad subject: {problem}"}, status=400)
             routed_by = request.headers.get(ROUTED_HEADER)
@@ -91,4 +102,10 @@ def register_status(app: faust.App, settings: Settings, tables: Mapping[str, Any
             doc["routed_from"] = routed_by
             if error:
                 doc["state_error"] = error
+            if request.query.get("kafka") == "1":  # the CLI's extras, read by this worker
+                try:
+                    doc.update(await status_reads.kafka_extras(
+                        settings, kind, subject, doc["lock"]["command_id"], scan))
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    doc["kafka_error"] = f"Kafka did not answer: {exc or type(exc).__name__}"
             return self.json(doc)

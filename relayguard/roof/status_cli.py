@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,18 +19,11 @@ import click
 from aiokafka.errors import KafkaError
 
 from relayguard.agents.status_view import subject_problem
-from relayguard.foundation import lock_admin
+from relayguard.foundation import status_reads
 from relayguard.foundation.errors import ConfigError, DownstreamError, RelayguardError
-from relayguard.foundation.kafka_clients import aiokafka_options
-from relayguard.foundation.settings import Settings, load_settings
-from relayguard.roof import status_reads
-from relayguard.stream import codec
-from relayguard.stream.records import LockCommand
-from relayguard.stream.timefmt import to_rfc3339
+from relayguard.foundation.settings import load_settings
 
-HISTORY_NOTE = ("lock history needs the audit trail (not on this version); only the latest "
-                "command for the subject is kept on the compacted lock topic")
-MAX_FINDINGS = 20  # newest shown
+MAX_FINDINGS = status_reads.MAX_FINDINGS
 
 
 def _fetch(url: str, timeout: float) -> dict[str, Any]:
@@ -57,43 +49,6 @@ def _fetch(url: str, timeout: float) -> dict[str, Any]:
     if not isinstance(doc, dict) or "detectors" not in doc:
         raise DownstreamError(f"{url} did not answer a status document")
     return doc
-
-
-async def _kafka_part(settings: Settings, kind: str, subject: str, worker_command_id: str | None,
-                      scan: int) -> dict[str, Any]:
-    opts = aiokafka_options(settings.kafka)
-    out: dict[str, Any] = {"scan_per_partition": scan}
-    command: LockCommand | None = None
-    try:
-        listing = await lock_admin.read_commands(settings)
-        command = listing.commands.get((kind, subject))
-    except ConfigError as exc:  # no verify key: the lock topic cannot be trusted, so not shown
-        out.setdefault("warnings", []).append(f"lock topic not read: {exc}")
-    out["lock_command"] = None if command is None else codec.lock_command_to_dict(command)
-    out["lock_active"] = command is not None and lock_admin.is_active(command, time.time())
-    out["lock_history"] = {"available": False, "note": HISTORY_NOTE,
-                           "latest": out["lock_command"]}
-    acks, acks_read = await status_reads.read_tail(
-        settings.bootstrap_servers, settings.topics.lock_acks, scan,
-        status_reads.ack_for(kind, subject), kafka_options=opts)
-    wanted = command.command_id if command is not None else worker_command_id
-    issued = command.issued_at if command is not None else None
-    mine = {}
-    for a in acks:  # one per relay: its latest ack of the current command
-        if a.command_id == wanted:
-            mine[a.relay_id] = a
-    out["acks"] = [{"relay_id": a.relay_id, "applied_at": to_rfc3339(a.applied_at),
-                    "action": a.action, "version": a.version,
-                    "after_seconds": None if issued is None else round(a.applied_at - issued, 3)}
-                   for a in sorted(mine.values(), key=lambda a: a.applied_at)]
-    out["acks_read"] = acks_read
-    alerts, alerts_read = await status_reads.read_tail(
-        settings.bootstrap_servers, settings.topics.alerts, scan,
-        status_reads.alert_for(kind, subject), kafka_options=opts)
-    alerts.sort(key=lambda a: a.event_time, reverse=True)
-    out["findings"] = [codec.alert_to_dict(a) for a in alerts[:MAX_FINDINGS]]
-    out["findings_read"] = alerts_read
-    return out
 
 
 def _fmt_time(t: Any) -> str:
@@ -221,7 +176,7 @@ def status(subject: str, is_ip: bool, as_json: bool, worker_url: str | None, sca
         extra = None
         if not no_kafka:
             try:
-                extra = asyncio.run(_kafka_part(settings, kind, subject,
+                extra = asyncio.run(status_reads.kafka_extras(settings, kind, subject,
                                                 doc["lock"].get("command_id"), scan))
             except (KafkaError, OSError, TimeoutError) as exc:
                 raise DownstreamError(f"Kafka at {settings.bootstrap_servers} did not answer "

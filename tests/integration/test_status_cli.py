@@ -147,6 +147,17 @@ async def test_status_routed_between_two_workers_with_lock_acks_and_findings(
         assert "volume" in out.split("recent findings")[1], out
         assert "lock history needs the audit trail" in out
 
+        # the API with ?kafka=1 gives the same extras, whichever worker is asked
+        for w in (a, b):
+            code, full = await asyncio.to_thread(api, w, "user", f"{spammer}?kafka=1&scan=500")
+            assert code == 200 and full["served_by"] == docs[spammer]["served_by"], full
+            assert [x["relay_id"] for x in full["acks"]] == ["relay-status-it"], full
+            assert full["lock_command"]["detector"] == "volume" and full["lock_active"]
+            assert full["findings"][0]["detector"] == "volume"
+            assert full["scan_per_partition"] == 500
+        code, body = await asyncio.to_thread(api, a, "user", f"{spammer}?kafka=1&scan=0")
+        assert code == 400 and "scan" in body["error"]
+
         code, out, err = await asyncio.to_thread(cli, a, tmp_path, traveller, "--json")
         assert code == 0, err
         doc = json.loads(out)

@@ -1,4 +1,5 @@
-"""Bounded reads for `relayguard status`: the recent end of a topic, never the whole of it.
+"""Bounded reads for `relayguard status` and the status API: the recent end of a topic, never
+the whole of it.
 
 The alerts and lock-acks topics grow with traffic; a status query reads at most `per_partition`
 records from the end of each partition, within a deadline, and keeps what matches.
@@ -12,11 +13,19 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 
+from relayguard.foundation import lock_admin
+from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.kafka_read import assign_from_beginning
+from relayguard.foundation.settings import Settings
 from relayguard.stream import codec
-from relayguard.stream.records import Alert, LockAck
+from relayguard.stream.records import Alert, LockAck, LockCommand
+from relayguard.stream.timefmt import to_rfc3339
 
 T = TypeVar("T")
+HISTORY_NOTE = ("lock history needs the audit trail (not on this version); only the latest "
+                "command for the subject is kept on the compacted lock topic")
+MAX_FINDINGS = 20  # newest shown
 
 
 async def read_tail(bootstrap: str, topic: str, per_partition: int,
@@ -86,3 +95,42 @@ def ack_for(kind: str, subject: str) -> Callable[[bytes], LockAck | None]:
         except (ValueError, TypeError):
             return None
     return keep
+
+
+async def kafka_extras(settings: Settings, kind: str, subject: str, worker_command_id: str | None,
+                      scan: int) -> dict[str, Any]:
+    """The subject's latest lock command, the relays' acks of it (one per relay) and recent
+    findings: shared by `relayguard status` and `GET /api/status/...?kafka=1`."""
+    opts = aiokafka_options(settings.kafka)
+    out: dict[str, Any] = {"scan_per_partition": scan}
+    command: LockCommand | None = None
+    try:
+        listing = await lock_admin.read_commands(settings)
+        command = listing.commands.get((kind, subject))
+    except ConfigError as exc:  # no verify key: the lock topic cannot be trusted, so not shown
+        out.setdefault("warnings", []).append(f"lock topic not read: {exc}")
+    out["lock_command"] = None if command is None else codec.lock_command_to_dict(command)
+    out["lock_active"] = command is not None and lock_admin.is_active(command, time.time())
+    out["lock_history"] = {"available": False, "note": HISTORY_NOTE,
+                           "latest": out["lock_command"]}
+    acks, acks_read = await read_tail(
+        settings.bootstrap_servers, settings.topics.lock_acks, scan,
+        ack_for(kind, subject), kafka_options=opts)
+    wanted = command.command_id if command is not None else worker_command_id
+    issued = command.issued_at if command is not None else None
+    mine = {}
+    for a in acks:  # one per relay: its latest ack of the current command
+        if a.command_id == wanted:
+            mine[a.relay_id] = a
+    out["acks"] = [{"relay_id": a.relay_id, "applied_at": to_rfc3339(a.applied_at),
+                    "action": a.action, "version": a.version,
+                    "after_seconds": None if issued is None else round(a.applied_at - issued, 3)}
+                   for a in sorted(mine.values(), key=lambda a: a.applied_at)]
+    out["acks_read"] = acks_read
+    alerts, alerts_read = await read_tail(
+        settings.bootstrap_servers, settings.topics.alerts, scan,
+        alert_for(kind, subject), kafka_options=opts)
+    alerts.sort(key=lambda a: a.event_time, reverse=True)
+    out["findings"] = [codec.alert_to_dict(a) for a in alerts[:MAX_FINDINGS]]
+    out["findings_read"] = alerts_read
+    return out
