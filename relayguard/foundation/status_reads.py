@@ -36,7 +36,11 @@ async def read_tail(bootstrap: str, topic: str, per_partition: int,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 request_timeout_ms=int(timeout * 1000),
                                 **(kafka_options or {}))
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # a client that never connected still holds a session
+        raise
     try:
         ends = await assign_from_beginning(consumer, topic, attempts=1)
         if not ends:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import urllib.error
 import urllib.parse
@@ -165,6 +166,10 @@ def _one_line(exc: RelayguardError) -> str:
 def status(subject: str, is_ip: bool, as_json: bool, worker_url: str | None, scan: int,
            no_kafka: bool, timeout: float) -> None:
     kind = "ip" if is_ip else "user"
+    # An unreachable broker is said once, below; aiokafka's own connection errors and the
+    # "unclosed consumer" of a client that never connected are noise on top of it.
+    for name in ("aiokafka", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         problem = subject_problem(kind, subject)
         if problem:

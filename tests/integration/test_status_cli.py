@@ -41,9 +41,9 @@ def users_on_each_partition() -> tuple[str, str]:
     return first, next(n for n in names if partition(n) == 1)
 
 
-def cli(w: RunningWorker, tmp: Path, *args: str, worker_url: str | None = None
-        ) -> tuple[int, str, str]:
-    env = {**os.environ, "RELAYGUARD_BOOTSTRAP_SERVERS": w.bootstrap,
+def cli(w: RunningWorker, tmp: Path, *args: str, worker_url: str | None = None,
+        bootstrap: str | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "RELAYGUARD_BOOTSTRAP_SERVERS": bootstrap or w.bootstrap,
            "RELAYGUARD_TOPICS__PREFIX": w.settings.topics.prefix,
            "RELAYGUARD_DATA_DIR": str(tmp)}
     url = worker_url or w.process.url
@@ -199,15 +199,22 @@ async def test_status_fails_in_one_line_without_worker_or_with_bad_subject(
     from relayguard.roof.broker.config import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
-    for args, url, words in (
-        (("alice@example.com",), dead, "no worker answered"),
-        (("not-an-ip", "--ip"), worker.process.url, "is not an IP address"),
-        (("a" * 400,), worker.process.url, "bad subject"),
+    no_kafka = f"127.0.0.1:{free_port()}"
+    for args, url, kafka, words in (
+        (("alice@example.com",), dead, None, "no worker answered"),
+        (("not-an-ip", "--ip"), worker.process.url, None, "is not an IP address"),
+        (("a" * 400,), worker.process.url, None, "bad subject"),
+        (("alice@example.com",), worker.process.url, no_kafka, f"Kafka at {no_kafka} did not"),
     ):
-        code, out, err = await asyncio.to_thread(cli, worker, tmp_path, *args, worker_url=url)
+        code, out, err = await asyncio.to_thread(cli, worker, tmp_path, *args, worker_url=url,
+                                                 bootstrap=kafka)
         lines = [ln for ln in err.splitlines() if " INFO " not in ln]
         assert code == 2 and out == "", (out, err)
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
+    # --no-kafka: the worker's view alone, with Kafka unreachable
+    code, out, err = await asyncio.to_thread(cli, worker, tmp_path, "alice@example.com",
+                                             "--no-kafka", "--json", bootstrap=no_kafka)
+    assert code == 0 and json.loads(out)["status"]["subject"] == "alice@example.com", err
     # the API refuses a bad subject itself too
     code, body = await asyncio.to_thread(api, worker, "ip", "not-an-ip")
     assert code == 400 and "not an IP address" in body["error"]
