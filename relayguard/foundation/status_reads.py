@@ -122,6 +122,8 @@ async def kafka_extras(settings: Settings, kind: str, subject: str, worker_comma
         ack_for(kind, subject), kafka_options=opts)
     wanted = command.command_id if command is not None else worker_command_id
     issued = command.issued_at if command is not None else None
+    # after_seconds: from the command's issued_at (a worker issues at the triggering event's
+    # time, so this includes the event's way through Kafka and the worker) to the relay's ack.
     mine = {}
     for a in acks:  # one per relay: its latest ack of the current command
         if a.command_id == wanted:

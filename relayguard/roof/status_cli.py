@@ -124,7 +124,7 @@ def _report(doc: dict[str, Any], extra: dict[str, Any] | None) -> str:
                      f"command {cmd['command_id']}")
         acks = extra["acks"]
         lines.append(f"  acked by {len(acks)} relay(s)"
-                     + (f", slowest after {max(a['after_seconds'] for a in acks)}s"
+                     + (f", slowest {max(a['after_seconds'] for a in acks)}s after issue"
                         if acks and acks[-1]['after_seconds'] is not None else ""))
         for a in acks:
             lines.append(f"    {a['relay_id']:24} applied {a['applied_at']}"
