@@ -18,7 +18,14 @@ import faust
 import orjson
 from faust.types import TP
 
-from relayguard.agents import ack_latency, faust_offsets, http_api, lag, slack_worker
+from relayguard.agents import (
+    ack_latency,
+    faust_offsets,
+    http_api,
+    lag,
+    slack_worker,
+    status_api,
+)
 from relayguard.agents.control import (
     Tables,
     due_for_expiry,
@@ -247,6 +254,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
 
     # Metrics: processing time per record, consumer lag per partition, Prometheus text format
     lag.register(app, settings, metrics)
+    status_api.register_status(app, settings, tables, params, outputs)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

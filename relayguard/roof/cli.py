@@ -103,9 +103,10 @@ def _mount() -> None:
     from relayguard.roof.operator_cli import audit_cmd, lock, locks, relays, unlock
     from relayguard.roof.replay import replay
     from relayguard.roof.simulate.cli import simulate
+    from relayguard.roof.status_cli import status
 
     for command in (broker, demo, hook, keys, lock, unlock, locks, relays, audit_cmd, replay,
-                    simulate):
+                    simulate, status):
         main.add_command(command)
 
 
