@@ -261,8 +261,9 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
     work = Path(tempfile.mkdtemp(prefix="relayguard-policyd-"))
     port = _free_port()
     (work / "conf.yaml").write_text(POLICYD_CONF.format(dir=work, port=port))
-    proc = subprocess.Popen([str(python), "-c", POLICYD_MAIN, str(work / "conf.yaml")],
-                            stdout=subprocess.DEVNULL, stderr=open(work / "log", "w"))
+    with open(work / "log", "w") as log:
+        proc = subprocess.Popen([str(python), "-c", POLICYD_MAIN, str(work / "conf.yaml")],
+                                stdout=subprocess.DEVNULL, stderr=log)
     try:
         _wait_port(port, time.monotonic() + 20)
         for c in conns:
