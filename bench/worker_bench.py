@@ -33,13 +33,14 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import subprocess
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from bench_keys import worker_key_env
 
-from relayguard.foundation import signing
 from relayguard.foundation.core_params import build_core_params
 from relayguard.foundation.settings import Settings, Topics
 from relayguard.foundation.topics import ensure_topics, standard_topics
@@ -161,10 +162,7 @@ def main() -> None:
         print(f"producing {len(events)} events for {args.users} users ...", file=sys.stderr)
         asyncio.run(produce(bs, settings.topics.events, events))
         base = asyncio.run(baseline(bs, settings.topics.events, len(events)))
-        key = signing.generate()
-        worker = WorkerProcess({"RELAYGUARD_BOOTSTRAP_SERVERS": bs,
-                                "RELAYGUARD_SIGNING_KEY": signing.private_text(key),
-                                "RELAYGUARD_VERIFY_KEYS": signing.public_text(key.public_key()),
+        worker = WorkerProcess({"RELAYGUARD_BOOTSTRAP_SERVERS": bs, **worker_key_env(),
                                 "RELAYGUARD_GEOIP_CITY_DB": str(write_city_db(work / "c.mmdb")),
                                 "RELAYGUARD_DATA_DIR": str(work / "w")}, work / "worker.log")
         worker.start(timeout=120)
