@@ -16,6 +16,8 @@ worker's main thread while it works through the events and writes the collapsed 
    detector) in this process, no Kafka: the ceiling the worker's shell takes a share of.
 4. Lock latency: for each of B spammers, time from producing an 11-message burst to the lock
    command being readable on the lock topic; p50/p90/max.
+   Then again with ordinary background traffic at --background (0.5) of the measured worker
+   rate: the issue's "detection latency at half capacity".
 Timing figures only; nothing here is pass/fail.
 """
 
@@ -104,10 +106,31 @@ def processed(worker: WorkerProcess) -> int:
                                           text, re.M))
 
 
-async def lock_latencies(bootstrap: str, topics: Topics, bursts: int) -> list[float]:
+async def background(bootstrap: str, topic: str, rate: float, stop: asyncio.Event) -> int:
+    """Ordinary traffic at `rate` events/s (new users, nothing to lock) until `stop`."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    sent, start = 0, time.perf_counter()
+    try:
+        while not stop.is_set():
+            due = int((time.perf_counter() - start) * rate)
+            for e in traffic(due - sent, 5000, time.time()):
+                await producer.send(topic, codec.encode_event(e),
+                                    key=(e.user or e.client_ip).encode())
+            sent = max(sent, due)
+            await asyncio.sleep(0.01)
+        return sent
+    finally:
+        await producer.stop()
+
+
+async def lock_latencies(bootstrap: str, topics: Topics, bursts: int,
+                         rate: float = 0.0) -> list[float]:
     consumer = AIOKafkaConsumer(topics.locks, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="latest")
     await consumer.start()
+    stop = asyncio.Event()
+    bg = asyncio.create_task(background(bootstrap, topics.events, rate, stop)) if rate else None
     await asyncio.sleep(1)
     out = []
     try:
@@ -125,6 +148,9 @@ async def lock_latencies(bootstrap: str, topics: Topics, bursts: int) -> list[fl
             out.append(time.perf_counter() - start)
         return out
     finally:
+        stop.set()
+        if bg:
+            await bg
         await consumer.stop()
 
 
@@ -148,6 +174,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--bursts", type=int, default=20)
+    ap.add_argument("--background", type=float, default=0.5,
+                    help="background traffic during the second latency run, as a share of the "
+                         "measured worker rate")
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the worker here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relayguard-bench-"))
@@ -178,6 +207,8 @@ def main() -> None:
             spy.wait(30)
         core = core_rate(events)
         lat = sorted(asyncio.run(lock_latencies(bs, settings.topics, args.bursts)))
+        bg_rate = rate * args.background
+        bg_lat = sorted(asyncio.run(lock_latencies(bs, settings.topics, args.bursts, bg_rate)))
         print(f"baseline  bare aiokafka consume+decode : {base:10,.0f} events/s")
         print(f"worker    all detectors, tables, outputs: {rate:10,.0f} events/s "
               f"({rate / base:.1%} of baseline; counted from worker ready)")
@@ -186,6 +217,11 @@ def main() -> None:
         print(f"lock latency (burst produced -> lock readable), {len(lat)} bursts: "
               f"p50 {statistics.median(lat) * 1000:.0f} ms, "
               f"p90 {lat[int(len(lat) * 0.9) - 1] * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms")
+        print(f"lock latency under {bg_rate:,.0f} events/s background ({args.background:.0%} of "
+              f"the worker's rate), {len(bg_lat)} bursts: "
+              f"p50 {statistics.median(bg_lat) * 1000:.0f} ms, "
+              f"p90 {bg_lat[int(len(bg_lat) * 0.9) - 1] * 1000:.0f} ms, "
+              f"max {bg_lat[-1] * 1000:.0f} ms")
     finally:
         if worker:
             worker.stop()
