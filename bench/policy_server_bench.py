@@ -16,6 +16,9 @@ Servers, measured in the same run:
                spool in a tmp dir; a stand-in Kafka client acknowledges at once);
   policyd-rl : policyd-rate-limit 1.2.0 (sqlite backend, limits by SASL user), installed by
                scripts/fetch-policyd-rate-limit.sh; skipped with a note when it is not there.
+               --policyd-count-mode 0 (default): it counts at RCPT, the state this mix
+               mostly sends (in its own default mode 1 it counts only DATA requests and
+               answers every other request `dunno` untouched: that times its parser alone).
 --requests is the total per server and connection count. Figures only; nothing is pass/fail.
 """
 
@@ -205,7 +208,7 @@ fail_action: "defer_if_permit Rate limit reach, retry later"
 db_error_action: "dunno"
 report: False
 delay_to_close: 300
-count_mode: 1
+count_mode: {count_mode}
 """
 
 
@@ -254,13 +257,15 @@ def _run_python(name: str, target: Callable[[Connection], None], client: Path,
         proc.join()
 
 
-def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs: Path) -> None:
+def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs: Path,
+                 count_mode: int) -> None:
     if not python.exists():
         print(f"policyd-rl  skipped: {python} missing (run scripts/fetch-policyd-rate-limit.sh)")
         return
     work = Path(tempfile.mkdtemp(prefix="relayguard-policyd-"))
     port = _free_port()
-    (work / "conf.yaml").write_text(POLICYD_CONF.format(dir=work, port=port))
+    (work / "conf.yaml").write_text(POLICYD_CONF.format(dir=work, port=port,
+                                                        count_mode=count_mode))
     with open(work / "log", "w") as log:
         proc = subprocess.Popen([str(python), "-c", POLICYD_MAIN, str(work / "conf.yaml")],
                                 stdout=subprocess.DEVNULL, stderr=log)
@@ -286,6 +291,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=6000, help="per server and count")
     ap.add_argument("--only", default="streams,protocol,relayguard,+spool,policyd-rl")
     ap.add_argument("--policyd-python", type=Path, default=POLICYD_PYTHON)
+    ap.add_argument("--policyd-count-mode", type=int, choices=(0, 1), default=0)
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     client = load_client()
@@ -296,7 +302,8 @@ def main() -> None:
     try:
         for name in args.only.split(","):
             if name == "policyd-rl":
-                _run_policyd(args.policyd_python, client, conns, args.requests, reqs)
+                _run_policyd(args.policyd_python, client, conns, args.requests, reqs,
+                             args.policyd_count_mode)
             else:
                 _run_python(name, SERVERS[name], client, conns, args.requests, reqs)
     finally:
