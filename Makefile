@@ -30,10 +30,20 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# Every benchmark at small sizes (a few minutes in all); BENCHMARKS.md has the full-size commands.
+# The comparison tools are fetched once into ~/.cache/relayguard by scripts/fetch-*.sh.
 bench: install
-	$(BIN)/python bench/core_bench.py
-	$(BIN)/python bench/policy_server_bench.py
-	$(BIN)/python bench/worker_bench.py
+	$(BIN)/pip install --quiet py-spy
+	scripts/fetch-policyd-rate-limit.sh >/dev/null
+	scripts/fetch-fail2ban.sh >/dev/null
+	$(BIN)/python bench/core_bench.py --events 20000 --users 1000 --state-users 5000
+	$(BIN)/python bench/state_codec_bench.py --users 500 --events 10000
+	$(BIN)/python bench/signing_bench.py --records 2000
+	$(BIN)/python bench/log_parser_bench.py --lines 50000 --repeat 1
+	$(BIN)/python bench/policy_server_bench.py --connections 1,16,50 --requests 2000
+	$(BIN)/python bench/worker_bench.py --events 5000 --users 500 --bursts 5
+	$(BIN)/python bench/restart_bench.py --users 10000
+	$(BIN)/python bench/kafka_security_bench.py --events 5000 --rounds 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

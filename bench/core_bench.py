@@ -1,18 +1,19 @@
 """Throughput and state size of the pure core, all detectors against baselines, in one run.
 
-    .venv/bin/python bench/core_bench.py [--events 100000] [--users 2000]
+    .venv/bin/python bench/core_bench.py [--events 100000] [--users 2000] [--state-users 0]
 
 Feeds the same synthetic traffic (sends, successful and failed logins with geo, a few attackers)
 through `stream.engine.step` (via the replay loop: user keys and IP keys, as the worker does)
 with three configurations: no detectors (the engine's own dedupe/lateness/policy cost), the
 three original spine detectors, and every registered detector. Prints events/s and the mean
-pickled KeyState bytes per active user and per IP.
+KeyState bytes per active user and per IP as the worker's table stores them (agents.state_codec,
+MessagePack). --state-users N adds a run with all detectors over N users (about three events
+each) and prints the bytes per active user at that scale: measured, not extrapolated.
 """
 
 from __future__ import annotations
 
 import argparse
-import pickle
 import random
 import statistics
 import sys
@@ -21,17 +22,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from relayguard.agents import state_codec
 from relayguard.foundation.core_params import build_core_params
 from relayguard.foundation.settings import Settings
 from relayguard.roof.replay import Replayer
 from relayguard.stream.detectors import registry
-from relayguard.stream.engine import CoreParams
+from relayguard.stream.engine import CoreParams, KeyState
 from relayguard.stream.records import Event, GeoPoint, LoginEvent, SendEvent
 
 
-def _size(state: object) -> int:
-    """Bytes as the worker's table stores it (agents/state_codec.py pickles at HIGHEST)."""
-    return len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+def _size(state: KeyState) -> int:
+    """Bytes as the worker's table stores it (agents/state_codec.py)."""
+    return len(state_codec.dumps(state))
+
 
 T0 = 1_796_000_000.0
 PLACES = [GeoPoint(52.52, 13.405, 20, "DE", "Berlin"), GeoPoint(48.857, 2.352, 20, "FR", "Paris"),
@@ -98,6 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--state-users", type=int, default=0, help="also measure state at N users")
     args = ap.parse_args()
     events = traffic(args.events, args.users)
     full = build_core_params(Settings())
@@ -109,6 +113,9 @@ def main() -> None:
           f"+{allr['user_bytes'] - spine['user_bytes']:,.0f} B per user; "
           f"engine alone (no detectors): {noop['events_per_s']:,.0f} ev/s, "
           f"{noop['user_bytes']:,.0f} B per user")
+    if args.state_users:
+        big = traffic(args.state_users * 3, args.state_users, seed=2)
+        measure(f"all, {args.state_users:,} users", full, big)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def _dumps(state: KeyState, previous: Blobs) -> tuple[bytes, Blobs]:
         blobs[name] = (det, hit[1] if hit is not None and hit[0] is det else _pickle(det))
     parts = tuple((name, blob) for name, (_, blob) in blobs.items())
     outer = (_FORMAT, state.watermark, parts, state.lock, state.recent_event_ids,
-             state.late_events)
+             state.late_events, state.applied, state.events_applied)
     return _pickle(outer), blobs
 
 
@@ -69,9 +69,11 @@ def loads(data: bytes) -> KeyState:
     outer = pickle.loads(data)
     if not (isinstance(outer, tuple) and outer and outer[0] == _FORMAT):
         raise TypeError(f"table value is not a {_FORMAT} record")
-    _, watermark, parts, lock, ids, late = outer
+    # The fields issue 8 added (source positions, applied count) ride along, so the baseline
+    # round-trips the same state the msgspec codec does.
+    _, watermark, parts, lock, ids, late, applied, events_applied = outer
     detectors = tuple((name, pickle.loads(blob)) for name, blob in parts)
-    return KeyState(watermark, detectors, lock, ids, late)
+    return KeyState(watermark, detectors, lock, ids, late, applied, events_applied)
 
 
 class DecodedCache:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from bench_keys import worker_key_env
 from core_bench import traffic
 
 from relayguard.agents import state_codec
@@ -124,7 +125,7 @@ def run_store(bootstrap: str, work: Path, store: str, args: argparse.Namespace,
     env = {"RELAYGUARD_BOOTSTRAP_SERVERS": bootstrap, "RELAYGUARD_APP_ID": app_id,
            "RELAYGUARD_TOPICS__PREFIX": prefix, "RELAYGUARD_PARTITIONS": str(args.partitions),
            "RELAYGUARD_DATA_DIR": str(work / f"data-{store}"),
-           "RELAYGUARD_TABLE_STORE": store}
+           "RELAYGUARD_TABLE_STORE": store, **worker_key_env()}
     cold = WorkerProcess(env, work / f"{store}-cold.log")
     cold_s, cold_503 = time_to_ready(cold, args.timeout)
     cold_n = replayed(cold)
