@@ -23,6 +23,7 @@ from relayguard.relay.policy_protocol import (
     send_event_from,
 )
 from relayguard.stream.records import LockCommand
+from relayguard.stream.user_names import canonical_user
 
 NOW = 1_800_000_000.0
 FUZZ = settings(max_examples=300, deadline=None,
@@ -126,5 +127,7 @@ def test_decide_and_send_event_answer_any_request(attrs: dict[str, str],
     assert format_reply(action).endswith(b"\n\n")
     event = send_event_from(req, "relay-f", NOW)
     if event is not None:
-        assert event.user == req.sasl_username and event.recipient_count >= 0
+        # the relay sends the canonical name (stream/user_names.py), never another user's
+        assert event.user == canonical_user(req.sasl_username or "")
+        assert event.recipient_count >= 0
         assert event.size >= 0
