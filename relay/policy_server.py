@@ -89,7 +89,7 @@ DEFAULT_MAX_CONNECTIONS = 2048
 BACKLOG = 100
 # descriptors kept free for what is not a policy connection: Kafka sockets, spool and log
 # files, epoll, the resolver's threads, plus log(2) slack
-RESERVED_FDS = 64
+RESERVED_FDS = 192  # Kafka client sockets, spool and lock-book files, threads, logs
 
 
 def connection_cap(wanted: int, nofile: int, backlog: int = BACKLOG) -> int:
