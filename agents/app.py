@@ -181,6 +181,8 @@ def create_app(settings: Settings, params: engine.CoreParams,
             msg = ev.message
             rec = Record(msg.topic, msg.partition, msg.offset, msg.key, ev.value)
             async with guard.lock:
+                # Cancelled half-way (a graceful stop), the record must not count as acked.
+                faust_offsets.begin(app, rec.topic, rec.partition, rec.offset)
                 try:
                     await guard.before(rec.topic, rec.partition, rec.offset, handle)
                 except Exception:
@@ -188,6 +190,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
                                   rec.partition, rec.offset)
                 await handle(rec)
                 guard.after(rec.topic, rec.partition, rec.offset)
+                faust_offsets.finish(app, rec.topic, rec.partition, rec.offset)
 
     @app.agent(outputs.events, concurrency=1)
     async def ingest(stream: Any) -> None:

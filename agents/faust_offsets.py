@@ -18,6 +18,11 @@ things let a commit step over an offset that was never processed:
    worker processed C+3 next. Fixed here: such a record is marked done for shutdown's
    bookkeeping but never counted as acked, so the commit cannot pass it; it is processed when
    it is fetched again, or re-read by agents/offset_guard.py.
+3. The stream acks the record it yielded in a `finally:` around the `yield`, so when an agent is
+   cancelled in the middle of handling a record (a graceful stop does this), the record is acked
+   and the final commit passes it although its state was never written. Fixed here: the agent
+   marks each record in flight (`begin` / `finish`); an ack of a record whose handling did not
+   finish is not counted, so the commit stops in front of it and the next worker redoes it.
 
 Both are belts; the braces are agents/offset_guard.py (every skipped offset is noticed and
 re-read) and the per-key source positions in the core (a redelivery has no effect).
@@ -33,10 +38,22 @@ from faust.types.tuples import ack_lock
 
 
 class GuardedConsumer(faust_aiokafka.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (topic, partition, offset) of records an agent has started and not finished handling.
+        self.in_flight: set[tuple[str, int, int]] = set()
+
+    def begin(self, topic: str, partition: int, offset: int) -> None:
+        self.in_flight.add((topic, partition, offset))
+
+    def finish(self, topic: str, partition: int, offset: int) -> None:
+        self.in_flight.discard((topic, partition, offset))
+
     def ack(self, message: Message) -> bool:
         stale = getattr(message, "generation_id", None) not in (
             None, self.app.consumer_generation_id)
-        if stale or not self.app.flow_control.is_active():
+        unfinished = (message.topic, message.partition, message.offset) in self.in_flight
+        if stale or unfinished or not self.app.flow_control.is_active():
             with ack_lock:
                 message.acked = True  # nothing waits for it; it will be fetched again
                 self._unacked_messages.discard(message)
@@ -73,3 +90,17 @@ def mark_processed(app: Any, topic: str, partition: int, offsets: list[int]) -> 
                 index.add(offset)
                 consumer._acked[tp].append(offset)
                 consumer._n_acked += 1
+
+
+def begin(app: Any, topic: str, partition: int, offset: int) -> None:
+    """The agent starts handling this record (see fix 3 above)."""
+    consumer = app.consumer
+    if isinstance(consumer, GuardedConsumer):
+        consumer.begin(topic, partition, offset)
+
+
+def finish(app: Any, topic: str, partition: int, offset: int) -> None:
+    """The agent has handled this record: its ack may count."""
+    consumer = app.consumer
+    if isinstance(consumer, GuardedConsumer):
+        consumer.finish(topic, partition, offset)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from relayguard.agents import state_codec
+from relayguard.agents.kafka_ranges import KafkaRangeReader
 from relayguard.stream import codec, engine
 from relayguard.stream.records import SendEvent
 
@@ -119,15 +120,38 @@ def audit(states: dict[bytes, bytes], w: Workload) -> list[str]:
     return problems
 
 
-async def wait_exact(bootstrap: str, changelog: str, w: Workload, timeout: float) -> list[str]:
-    """Poll the changelog until the state is exact or the deadline passes; the last problems."""
-    deadline = time.monotonic() + timeout
+async def wait_exact(bootstrap: str, changelog: str, w: Workload, timeout: float,
+                     stall: float = 60.0) -> list[str]:
+    """Poll the changelog until the state is exact; the last problems if it is not. Gives up
+    after `timeout` seconds, or earlier once the state has not moved for `stall` seconds (a
+    loaded machine recovers slowly: still moving is not a failure, standing still is)."""
+    start = time.monotonic()
     problems = ["not read yet"]
-    while time.monotonic() < deadline:
-        problems = audit(await read_latest(bootstrap, changelog), w)
+    last: dict[bytes, bytes] = {}
+    moved = start
+    while time.monotonic() - start < timeout and time.monotonic() - moved < stall:
+        states = await read_latest(bootstrap, changelog)
+        problems = audit(states, w)
         if not problems:
             return []
+        if states != last:
+            last, moved = states, time.monotonic()
     return problems
+
+
+async def group_progress(bootstrap: str, group: str, topic: str, partitions: int) -> str:
+    """Per partition: the group's committed offset against the end of the log. All committed
+    with state short = events lost; not all committed = the worker is behind or stuck."""
+    reader = KafkaRangeReader(bootstrap, group)
+    try:
+        parts = []
+        for p in range(partitions):
+            committed = await reader.start_offset(topic, p)
+            end = await reader.end_offset(topic, p)
+            parts.append(f"{p}: committed {committed} of {end}")
+        return f"{topic} for group {group}: " + ", ".join(parts)
+    finally:
+        await reader.stop()
 
 
 async def lock_audit(bootstrap: str, locks_topic: str, w: Workload) -> list[str]:

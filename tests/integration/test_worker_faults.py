@@ -19,6 +19,7 @@ from tests.fault_helpers import (
     LIMIT,
     WORKER_ENV,
     Workload,
+    group_progress,
     kill,
     lock_audit,
     metric,
@@ -87,9 +88,13 @@ async def test_sigkill_three_times_and_sigterm_once_mid_backlog(
         current = start_worker(tag=tag, **WORKER_ENV)
     await produce(bootstrap, events, chunks[4])
 
-    problems = await wait_exact(bootstrap, _changelog(current), w, timeout=120)
+    problems = await wait_exact(bootstrap, _changelog(current), w, timeout=300)
     print("last worker:", _gap_metrics(current))
-    assert not problems, "\n".join(problems[:20]) + "\n" + current.process.tail_log()
+    if problems:
+        progress = await group_progress(bootstrap, f"rg-test-{tag}", events,
+                                        current.settings.partitions)
+        pytest.fail("\n".join(problems[:20]) + f"\n{progress}\n/ready: "
+                    f"{current.process.status('/ready')}\n" + current.process.tail_log(60))
     assert not await lock_audit(bootstrap, current.topics.locks, w)
 
 
@@ -127,9 +132,11 @@ async def test_third_worker_joins_then_one_is_killed(start_worker: StartWorker) 
         c.process.tail_log()
     await produce(bootstrap, events, chunks[3])
 
-    problems = await wait_exact(bootstrap, _changelog(a), w, timeout=120)
+    problems = await wait_exact(bootstrap, _changelog(a), w, timeout=300)
     print("a:", _gap_metrics(a), "| c:", _gap_metrics(c))
-    assert not problems, "\n".join(problems[:20]) + "\n" + c.process.tail_log()
+    if problems:
+        progress = await group_progress(bootstrap, f"rg-test-{a.tag}", events, 4)
+        pytest.fail("\n".join(problems[:20]) + f"\n{progress}\n" + c.process.tail_log(60))
     assert not await lock_audit(bootstrap, a.topics.locks, w)
 
 

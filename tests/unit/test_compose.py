@@ -105,3 +105,45 @@ def test_the_check_bites_on_a_broken_file(docker_compose: str, tmp_path: Path) -
                                                   "condition: when_it_feels_like_it"))
     done = config(docker_compose, broken)
     assert done.returncode != 0 and "condition" in done.stderr, done.stderr
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts."""
+    out = {}
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            out[v["target"]] = v["source"]
+        else:
+            source, target = v.split(":")[:2]
+            out[target] = source
+    return out
+
+
+def test_workers_sign_and_every_service_verifies_without_seeing_the_key(
+        docker_compose: str) -> None:
+    services = rendered(docker_compose)["services"]
+    worker, relay = services["worker"], services["relay"]
+    assert worker["environment"]["RELAYGUARD_SIGNING_KEY_FILE"] == "/run/secrets/signing_key"
+    assert "signing_key" in {s["source"] if isinstance(s, dict) else s
+                             for s in worker["secrets"]}
+    for svc in (worker, relay):
+        verify = svc["environment"]["RELAYGUARD_VERIFY_KEYS_DIR"]
+        assert _mounts(svc)[verify].endswith("secrets/verify-keys")
+    assert "RELAYGUARD_SIGNING_KEY_FILE" not in relay["environment"]
+    assert "signing_key" not in {s["source"] if isinstance(s, dict) else s
+                                 for s in relay["secrets"]}
+
+
+def test_compose_secrets_writes_the_signing_pair_once(tmp_path: Path) -> None:
+    from relayguard.foundation import signing
+    from relayguard.roof.broker.cli import compose_signing_keys
+
+    key, pub = compose_signing_keys(tmp_path)
+    assert key == tmp_path / "signing.key" and pub == tmp_path / "verify-keys" / "signing.pub"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in pub.parent.iterdir()] == ["signing.pub"]  # relays mount this only
+    private = signing.load_private(key.read_text(), str(key))
+    public = signing.load_public(pub.read_text(), str(pub))
+    assert signing.key_id(private.public_key()) == signing.key_id(public)  # one pair
+    first = pub.read_bytes()
+    assert compose_signing_keys(tmp_path) == (key, pub) and pub.read_bytes() == first

@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from relayguard.foundation import signing
 from relayguard.foundation.errors import RelayguardError
 from relayguard.foundation.kafka_clients import librdkafka_config
 from relayguard.foundation.settings import load_settings
@@ -154,8 +155,10 @@ def _serve(node: LocalBroker) -> None:
 
 @broker.command("compose-secrets", help="""Write what docker-compose.yml's SASL_SSL setup reads
 from DIR (default ./secrets): a throwaway CA (ca.pem), the broker's key and certificate for
---host (server-keystore.pem), and a password file per user (admin, worker, operator, relay-1;
-mode 0600). Existing files are kept, so running it again changes nothing.""")
+--host (server-keystore.pem), a password file per user (admin, worker, operator, relay-1;
+mode 0600), and the Ed25519 key pair that signs lock commands: signing.key for the workers and
+verify-keys/signing.pub for every service. Existing files are kept, so running it again changes
+nothing.""")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path),
                 default=Path("secrets"))
 @click.option("--host", "hosts", multiple=True, default=("kafka",), show_default=True,
@@ -169,6 +172,19 @@ def compose_secrets(directory: Path, hosts: tuple[str, ...]) -> None:
         click.echo(f"{user:10} {directory / (user + '.password')}")
     assert setup.tls is not None
     click.echo(f"CA {setup.tls.ca}, broker keystore {setup.tls.keystore} ({', '.join(hosts)})")
+    key, pub = compose_signing_keys(directory)
+    click.echo(f"signing key {key} (workers), verify key {pub} (every service)")
+
+
+def compose_signing_keys(directory: Path) -> tuple[Path, Path]:
+    """DIR/signing.key and DIR/verify-keys/signing.pub, made once. The public key lives in a
+    directory of its own because relays mount that directory and must never see the key."""
+    key, pub = directory / "signing.key", directory / "verify-keys" / "signing.pub"
+    if not key.exists():
+        _, made_pub, _ = signing.write_key_pair(directory, "signing")
+        pub.parent.mkdir(parents=True, exist_ok=True)
+        made_pub.replace(pub)
+    return key, pub
 
 
 @broker.command("acls", help="""Print (or, with --apply, create) the ACLs relayguard needs on a
