@@ -8,7 +8,7 @@ behind the newest time seen are refused by the caller (see `is_too_late`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Buckets = tuple[tuple[int, int], ...]
 
@@ -19,14 +19,17 @@ class WindowSpec:
 
     length: float
     bucket: float
+    # ceil(length / bucket), computed once: it is read on every add and total (hot path).
+    count: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.length <= 0 or self.bucket <= 0 or self.bucket > self.length:
             raise ValueError(f"bad window: length={self.length} bucket={self.bucket}")
+        object.__setattr__(self, "count", int(-(-self.length // self.bucket)))
 
     @property
     def bucket_count(self) -> int:
-        return int(-(-self.length // self.bucket))  # ceil without floats drifting
+        return self.count
 
     def index(self, t: float) -> int:
         return int(t // self.bucket)
@@ -39,9 +42,16 @@ def is_too_late(event_time: float, watermark: float, grace: float) -> bool:
 
 def add(buckets: Buckets, spec: WindowSpec, t: float, amount: int, now: float) -> Buckets:
     """Add `amount` at time `t`; `now` is the newest event time seen (the window's end)."""
-    newest = spec.index(now)
-    oldest_kept = newest - spec.bucket_count + 1
-    idx = spec.index(t)
+    size = spec.bucket
+    oldest_kept = int(now // size) - spec.count + 1
+    idx = int(t // size)
+    if buckets and buckets[0][0] >= oldest_kept:
+        # The common case: nothing expired and the event lands in the newest bucket or after it.
+        last, n = buckets[-1]
+        if last == idx:
+            return (*buckets[:-1], (idx, n + amount))
+        if last < idx:
+            return (*buckets, (idx, amount))
     kept = [(i, n) for i, n in buckets if i >= oldest_kept]
     if idx < oldest_kept:
         return tuple(kept)
@@ -58,5 +68,9 @@ def add(buckets: Buckets, spec: WindowSpec, t: float, amount: int, now: float) -
 
 def total(buckets: Buckets, spec: WindowSpec, now: float) -> int:
     """Sum of the buckets that overlap the window ending at `now`."""
-    oldest_kept = spec.index(now) - spec.bucket_count + 1
-    return sum(n for i, n in buckets if i >= oldest_kept)
+    if not buckets:
+        return 0
+    oldest_kept = int(now // spec.bucket) - spec.count + 1
+    if buckets[0][0] >= oldest_kept:
+        return sum([n for _, n in buckets])
+    return sum([n for i, n in buckets if i >= oldest_kept])
