@@ -82,6 +82,8 @@ smtpd_recipient_restrictions = {policy}
 smtpd_data_restrictions = {policy}
 smtpd_end_of_data_restrictions = {policy}
 smtpd_policy_service_try_limit = 1
+# tests play clients from elsewhere (swaks --xclient-addr); only loopback may do so
+smtpd_authorized_xclient_hosts = 127.0.0.1
 """
 
 

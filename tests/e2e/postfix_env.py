@@ -201,14 +201,18 @@ class PostfixEnv:
 
     # -- helpers -----------------------------------------------------------------------------
     def swaks(self, user: str, password: str, to: str = "bob@example.org",
-              expect: int | None = 0, sender: str | None = None, timeout: float = 60
-              ) -> tuple[int, str]:
+              expect: int | None = 0, sender: str | None = None, timeout: float = 60,
+              client_ip: str | None = None) -> tuple[int, str]:
         """Send one message with AUTH PLAIN over STARTTLS. swaks exit codes: 0 sent,
-        24 RCPT rejected, 25 DATA rejected, 28 AUTH failed."""
+        24 RCPT rejected, 25 DATA rejected, 28 AUTH failed. `to` may list several addresses
+        (comma separated); `client_ip` makes Postfix see the session as coming from there
+        (XCLIENT, allowed for loopback only: smtpd_authorized_xclient_hosts)."""
         cmd = ["swaks", "--server", f"127.0.0.1:{self.submission_port}", "--tls",
                "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
                "--from", sender or f"{user}@relay.test", "--to", to,
                "--timeout", "30", "--header", "Subject: relayguard e2e"]
+        if client_ip is not None:
+            cmd += ["--xclient-addr", client_ip]
         proc = _run(cmd, timeout=timeout)
         out = proc.stdout + proc.stderr
         if expect is not None and proc.returncode != expect:
@@ -217,19 +221,23 @@ class PostfixEnv:
         return proc.returncode, out
 
     async def swaks_async(self, user: str, password: str, to: str = "bob@example.org",
-                          expect: int | None = 0) -> tuple[int, str]:
+                          expect: int | None = 0, client_ip: str | None = None
+                          ) -> tuple[int, str]:
         """swaks() in a thread: a policy server in the test's event loop must keep answering."""
         import asyncio
 
-        return await asyncio.to_thread(self.swaks, user, password, to, expect)
+        return await asyncio.to_thread(self.swaks, user, password, to, expect,
+                                       client_ip=client_ip)
 
-    async def swaks_until(self, user: str, code: int, timeout: float) -> float:
+    async def swaks_until(self, user: str, code: int, timeout: float,
+                          client_ip: str | None = None) -> float:
         """Send with the user's right password until swaks exits with `code`; seconds taken."""
         import asyncio
 
         start = time.monotonic()
         while True:
-            got, out = await self.swaks_async(user, self.users[user], expect=None)
+            got, out = await self.swaks_async(user, self.users[user], expect=None,
+                                              client_ip=client_ip)
             if got == code:
                 return time.monotonic() - start
             if time.monotonic() - start > timeout:
