@@ -11,6 +11,7 @@ also in `smtpd_end_of_data_restrictions` (that is the only state with the real s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -265,6 +266,11 @@ def decide(request: PolicyRequest, locks: LockView, now: float, config: Decision
     return config.throttle_action if lock.expires_at is not None else config.reject_action
 
 
+# the same few users send again and again: NFC, a regex and lower() once per name (names are at
+# most 320 characters here, so the cache holds at most a few MiB)
+_canonical_user = functools.lru_cache(maxsize=4096)(canonical_user)
+
+
 def send_event_id(relay_id: str, queue_id: str | None, instance: str | None) -> str:
     """Same message, same id: a retried END-OF-MESSAGE request dedupes downstream."""
     raw = f"postfix-policy:{relay_id}:{queue_id or '-'}:{instance or '-'}"
@@ -296,7 +302,7 @@ def send_event_from(request: PolicyRequest, relay_id: str, now: float,
     user = request.sasl_username
     if user is None or len(user) > 320:
         return None
-    user = canonical_user(user, user_names)
+    user = _canonical_user(user, user_names)
     if not user:
         return None
     if request.queue_id is None and request.instance is None:

@@ -291,7 +291,7 @@ class PolicyServer:
             self.stats.refused_by[action.split(" ", 1)[0]] += 1
             log.info("policy: %s user=%s client=%s state=%s", action, req.sasl_username,
                      req.client_address, req.protocol_state)
-        elif self.publish is not None:
+        elif self.publish is not None and state == "END-OF-MESSAGE":  # as send_event_from
             event = send_event_from(req, self.relay_id, now, self.config.user_names,
                                     recipients)
             try:
