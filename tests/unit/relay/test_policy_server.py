@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,13 +219,13 @@ def test_connection_cap_stays_below_the_open_file_limit() -> None:
         connection_cap(2048, 200)
 
 
-def _contract_send_schema() -> dict[str, object]:
+def _contract_send_schema() -> dict[str, Any]:
     """schemas/send-event.schema.json plus the two optional fields exactly as this session's
     contract states them (the detection branch adds them to the schema file itself)."""
     import json
 
-    schema = json.loads((Path(__file__).parents[3] / "schemas" / "send-event.schema.json")
-                        .read_text())
+    path = Path(__file__).parents[3] / "schemas" / "send-event.schema.json"
+    schema: dict[str, Any] = json.loads(path.read_text())
     schema["properties"].setdefault("recipient_domains", {
         "type": "array", "maxItems": 32, "uniqueItems": True,
         "items": {"type": "string", "minLength": 1, "maxLength": 253}})
