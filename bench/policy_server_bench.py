@@ -245,13 +245,26 @@ def _client(client: Path, port: int, conns: int, per_conn: int, reqs: Path) -> d
     return {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
 
 
-def _measure(name: str, port: int, client: Path, conns: int, total: int, reqs: Path) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc; clock ticks, usually 10 ms)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(name: str, port: int, client: Path, conns: int, total: int, reqs: Path,
+             pid: int) -> None:
+    """One row. Besides the rates, the server's own CPU per request: on this shared host the
+    wall-clock rates move with other load, CPU per request much less (it is what the server
+    would need on a quiet machine, so 1e6 / (it) is its one-core ceiling)."""
     per_conn = max(1, total // conns)
     _client(client, port, conns, max(1, per_conn // 10), reqs)  # warm-up
+    cpu0 = _cpu_seconds(pid)
     f = _client(client, port, conns, per_conn, reqs)
+    cpu_us = (_cpu_seconds(pid) - cpu0) / f["requests"] * 1e6
     print(f"{name:15s} {conns:3d} conn {f['rps']:9,.0f} req/s   p50 {f['p50_ms']:6.2f} ms   "
-          f"p99 {f['p99_ms']:6.2f} ms   client CPU {f['client_cpu_s'] / f['wall_s']:4.0%} of a "
-          f"core   ({int(f['requests'])} requests)", flush=True)
+          f"p99 {f['p99_ms']:6.2f} ms   server CPU {cpu_us:6.1f} us/req   client CPU "
+          f"{f['client_cpu_s'] / f['wall_s']:4.0%} of a core   ({int(f['requests'])} requests)",
+          flush=True)
 
 
 def _run_python(name: str, target: Callable[[Connection], None], client: Path,
@@ -261,8 +274,9 @@ def _run_python(name: str, target: Callable[[Connection], None], client: Path,
     proc.start()
     try:
         port = parent.recv()
+        assert proc.pid is not None
         for c in conns:
-            _measure(name, port, client, c, total, reqs)
+            _measure(name, port, client, c, total, reqs, proc.pid)
     finally:
         proc.terminate()
         proc.join()
@@ -283,7 +297,7 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
     try:
         _wait_port(port, time.monotonic() + 20)
         for c in conns:
-            _measure("policyd-rl", port, client, c, total, reqs)
+            _measure("policyd-rl", port, client, c, total, reqs, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
