@@ -272,10 +272,6 @@ class PolicyServer:
                 self._last_evict_log = now
                 self._evicted_since_log = 0
 
-    def _touch(self, conn: _Connection) -> None:
-        with contextlib.suppress(KeyError):
-            self._conns.move_to_end(conn)
-
     def _forget(self, conn: _Connection) -> None:
         self._conns.pop(conn, None)
         self.stats.open_connections = len(self._conns)
@@ -376,7 +372,7 @@ class _Connection(asyncio.Protocol):
                 self.close()
                 return
             self.last_active = now
-            conns = srv._conns  # srv._touch, inlined (no contextlib.suppress per read)
+            conns = srv._conns  # most recently active last (the eviction order)
             if self in conns:
                 conns.move_to_end(self)
         if parser.pending and (requests or not was_pending):
