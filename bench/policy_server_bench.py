@@ -19,6 +19,9 @@ Servers, measured in the same run:
                --policyd-count-mode 0 (default): it counts at RCPT, the state this mix
                mostly sends (in its own default mode 1 it counts only DATA requests and
                answers every other request `dunno` untouched: that times its parser alone).
+  relayguard@base : with --baseline-tree DIR, the same relayguard server imported from DIR (an
+               export of an earlier commit: `git archive COMMIT | tar -x -C DIR`), so a change
+               is measured against its own baseline in the same run.
 --requests is the total per server and connection count. Figures only; nothing is pass/fail.
 """
 
@@ -156,6 +159,14 @@ def _relayguard_server(ready: Connection, spool: bool = False) -> None:
     asyncio.run(main())
 
 
+BASELINE_TREE: list[str] = []  # set by --baseline-tree before the server processes fork
+
+
+def _relayguard_base_server(ready: Connection) -> None:
+    sys.path.insert(0, BASELINE_TREE[0])  # forked before any relayguard import: DIR wins
+    _relayguard_server(ready)
+
+
 def _relayguard_spool_server(ready: Connection) -> None:
     _relayguard_server(ready, spool=True)
 
@@ -234,13 +245,26 @@ def _client(client: Path, port: int, conns: int, per_conn: int, reqs: Path) -> d
     return {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
 
 
-def _measure(name: str, port: int, client: Path, conns: int, total: int, reqs: Path) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc; clock ticks, usually 10 ms)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(name: str, port: int, client: Path, conns: int, total: int, reqs: Path,
+             pid: int) -> None:
+    """One row. Besides the rates, the server's own CPU per request: on this shared host the
+    wall-clock rates move with other load, CPU per request much less (it is what the server
+    would need on a quiet machine, so 1e6 / (it) is its one-core ceiling)."""
     per_conn = max(1, total // conns)
     _client(client, port, conns, max(1, per_conn // 10), reqs)  # warm-up
+    cpu0 = _cpu_seconds(pid)
     f = _client(client, port, conns, per_conn, reqs)
-    print(f"{name:11s} {conns:3d} conn {f['rps']:9,.0f} req/s   p50 {f['p50_ms']:6.2f} ms   "
-          f"p99 {f['p99_ms']:6.2f} ms   client CPU {f['client_cpu_s'] / f['wall_s']:4.0%} of a "
-          f"core   ({int(f['requests'])} requests)", flush=True)
+    cpu_us = (_cpu_seconds(pid) - cpu0) / f["requests"] * 1e6
+    print(f"{name:15s} {conns:3d} conn {f['rps']:9,.0f} req/s   p50 {f['p50_ms']:6.2f} ms   "
+          f"p99 {f['p99_ms']:6.2f} ms   server CPU {cpu_us:6.1f} us/req   client CPU "
+          f"{f['client_cpu_s'] / f['wall_s']:4.0%} of a core   ({int(f['requests'])} requests)",
+          flush=True)
 
 
 def _run_python(name: str, target: Callable[[Connection], None], client: Path,
@@ -250,8 +274,9 @@ def _run_python(name: str, target: Callable[[Connection], None], client: Path,
     proc.start()
     try:
         port = parent.recv()
+        assert proc.pid is not None
         for c in conns:
-            _measure(name, port, client, c, total, reqs)
+            _measure(name, port, client, c, total, reqs, proc.pid)
     finally:
         proc.terminate()
         proc.join()
@@ -272,7 +297,7 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
     try:
         _wait_port(port, time.monotonic() + 20)
         for c in conns:
-            _measure("policyd-rl", port, client, c, total, reqs)
+            _measure("policyd-rl", port, client, c, total, reqs, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -281,7 +306,8 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
 
 SERVERS: dict[str, Callable[[Connection], None]] = {
     "streams": _streams_server, "protocol": _protocol_server,
-    "relayguard": _relayguard_server, "+spool": _relayguard_spool_server}
+    "relayguard": _relayguard_server, "+spool": _relayguard_spool_server,
+    "relayguard@base": _relayguard_base_server}
 
 
 def main() -> None:
@@ -292,7 +318,18 @@ def main() -> None:
     ap.add_argument("--only", default="streams,protocol,relayguard,+spool,policyd-rl")
     ap.add_argument("--policyd-python", type=Path, default=POLICYD_PYTHON)
     ap.add_argument("--policyd-count-mode", type=int, choices=(0, 1), default=0)
+    ap.add_argument("--baseline-tree", type=Path, help="also run relayguard from this tree")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the whole list of servers this many times (interleaved)")
     args = ap.parse_args()
+    names = args.only.split(",")
+    if args.baseline_tree is not None:
+        if not (args.baseline_tree / "relayguard" / "relay" / "policy_server.py").exists():
+            sys.exit(f"--baseline-tree {args.baseline_tree}: no relayguard/relay there")
+        BASELINE_TREE.append(str(args.baseline_tree.resolve()))
+        if "relayguard@base" not in names:
+            names.insert(names.index("relayguard") if "relayguard" in names else len(names),
+                         "relayguard@base")
     conns = [int(c) for c in args.connections.split(",")]
     client = load_client()
     with tempfile.NamedTemporaryFile(suffix=".req", delete=False) as f:
@@ -300,12 +337,13 @@ def main() -> None:
     reqs = Path(f.name)
     print(f"cores: {os.cpu_count()}; client: {client.name}; 29-attribute requests")
     try:
-        for name in args.only.split(","):
-            if name == "policyd-rl":
-                _run_policyd(args.policyd_python, client, conns, args.requests, reqs,
-                             args.policyd_count_mode)
-            else:
-                _run_python(name, SERVERS[name], client, conns, args.requests, reqs)
+        for _ in range(args.rounds):
+            for name in names:
+                if name == "policyd-rl":
+                    _run_policyd(args.policyd_python, client, conns, args.requests, reqs,
+                                 args.policyd_count_mode)
+                else:
+                    _run_python(name, SERVERS[name], client, conns, args.requests, reqs)
     finally:
         reqs.unlink()
 

@@ -5,6 +5,10 @@ subject (key `kind:subject`, the subject in canonical form: stream/user_names.py
 `alice` holds `ALICE` too and the newest command for any spelling wins), so replays, duplicates
 and out-of-order delivery are harmless.
 Locks with `expires_at` lapse locally at that time even if no unlock ever arrives.
+
+The policy service looks up every request's user and client IP: canonical keys are cached per
+kind (at most KEY_CACHE_ENTRIES subjects of at most KEY_CACHE_MAX_CHARS each, cleared when full,
+so hostile spellings cost at most a few MiB and then only the old per-lookup cost).
 """
 
 from __future__ import annotations
@@ -28,13 +32,30 @@ def subject_key(kind: str, subject: str, user_names: UserNameMode = DEFAULT_USER
     return f"{kind}:{canonical_subject(kind, subject, user_names)}"
 
 
+KEY_CACHE_ENTRIES = 4096
+KEY_CACHE_MAX_CHARS = 320  # the longest user name an event may carry
+
+
 class LockBook:
     def __init__(self, user_names: UserNameMode = DEFAULT_USER_NAMES) -> None:
         self.user_names = user_names
         self._latest: dict[str, LockCommand] = {}
+        # subject as asked -> subject_key(), per kind; canonicalising (NFC, a regex, lower(),
+        # ipaddress) costs several microseconds and Postfix asks about the same few again
+        self._keys: dict[str, dict[str, str]] = {"user": {}, "ip": {}}
 
     def key(self, kind: str, subject: str) -> str:
-        return subject_key(kind, subject, self.user_names)
+        cache = self._keys.get(kind)
+        if cache is None:
+            return subject_key(kind, subject, self.user_names)
+        key = cache.get(subject)
+        if key is None:
+            key = subject_key(kind, subject, self.user_names)
+            if len(subject) <= KEY_CACHE_MAX_CHARS:
+                if len(cache) >= KEY_CACHE_ENTRIES:
+                    cache.clear()  # simplest bound; a flood of new names just misses
+                cache[subject] = key
+        return key
 
     def apply(self, command: LockCommand) -> bool:
         """Apply a lock/unlock command; True if it changed what this relay enforces (or would:

@@ -11,11 +11,14 @@ also in `smtpd_end_of_data_restrictions` (that is the only state with the real s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from relayguard.relay.lock_book import LockView
+from relayguard.relay.recipient_domains import MAX_COUNTED, MAX_LISTED_DOMAINS, RecipientDomains
 from relayguard.stream.records import SendEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user
 
@@ -36,6 +39,8 @@ _POSTFIX_ATTRIBUTES = (
     "server_port", "compatibility_level", "mail_version", "tls_sni",
 )
 _KNOWN: dict[bytes, str] = {n.encode(): n for n in _POSTFIX_ATTRIBUTES}
+_KNOWN_TEXT = frozenset(_POSTFIX_ATTRIBUTES)
+_NAME_TEXT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # the same rule on decoded names (ASCII only)
 
 
 class ProtocolError(Exception):
@@ -119,6 +124,10 @@ class PolicyParser:
     def feed(self, data: bytes) -> list[PolicyRequest]:
         if self._dead:
             raise ProtocolError("parser already failed")
+        if not self._buf and not self._count and data[-2:] == b"\n\n":
+            fast = self._one_request(data)
+            if fast is not None:
+                return [fast]
         try:
             self._buf += data
             if b"\n" not in data:  # common with tiny reads: no line completed
@@ -136,6 +145,30 @@ class PolicyParser:
             self._dead = True
             self._buf.clear()
             raise
+
+    def _one_request(self, data: bytes) -> PolicyRequest | None:
+        """The common case at C speed: `data` is exactly one complete, clean request (what a
+        Postfix smtpd sends per read). Returns None for anything else (CR, NUL, stray empty
+        lines, a line without `=`, an unknown name that breaks the name rule, a limit reached):
+        the general path below then gives the same result or the same error. Decoding the whole
+        request at once equals decoding each value: `\n` and `=` are ASCII, and an ill-formed
+        UTF-8 sequence never swallows an ASCII byte."""
+        size = len(data) - 1  # the request's lines with their newlines, not the empty end line
+        if size > self.max_request_bytes or size > self.max_line or b"\r" in data \
+                or b"\0" in data:
+            return None
+        lines = data[:-2].decode("utf-8", "replace").split("\n")
+        if len(lines) > self.max_attributes:
+            return None
+        try:
+            attrs = dict([line.split("=", 1) for line in lines])
+        except ValueError:  # a line without `=` (or an empty one)
+            return None
+        if not _KNOWN_TEXT.issuperset(attrs):
+            for name in attrs:
+                if name not in _KNOWN_TEXT and not _NAME_TEXT.fullmatch(name):
+                    return None
+        return PolicyRequest(attrs)
 
     def _check_tail(self) -> None:
         """The unfinished line alone, or with the request it belongs to, is over its cap."""
@@ -208,25 +241,34 @@ class DecisionConfig:
 
 
 _DECIDE_STATES = frozenset({"RCPT", "DATA", "END-OF-MESSAGE"})
+_LOCK_STATES = _DECIDE_STATES | {"MAIL"}  # where an authenticated user's lock is enforced
 
 
 def decide(request: PolicyRequest, locks: LockView, now: float, config: DecisionConfig) -> str:
     """The access(5) action for one policy request."""
-    user = request.sasl_username
-    state = request.protocol_state
+    # the attributes read straight from the dict: this runs for every request
+    attrs = request.attrs
+    user = attrs.get("sasl_username") or None
+    lock = None
     if user is None:
         if not config.ip_locks_unauthenticated:
             return DUNNO
-    elif state not in _DECIDE_STATES and state != "MAIL":
-        return DUNNO
-    lock = None
-    if user is not None:
+    else:
+        if (attrs.get("protocol_state") or "").upper() not in _LOCK_STATES:
+            return DUNNO
         lock = locks.active_lock("user", user, now)
-    if lock is None and request.client_address is not None:
-        lock = locks.active_lock("ip", request.client_address, now)
     if lock is None:
-        return DUNNO
+        client = attrs.get("client_address")
+        if client:
+            lock = locks.active_lock("ip", client, now)
+        if lock is None:
+            return DUNNO
     return config.throttle_action if lock.expires_at is not None else config.reject_action
+
+
+# the same few users send again and again: NFC, a regex and lower() once per name (names are at
+# most 320 characters here, so the cache holds at most a few MiB)
+_canonical_user = functools.lru_cache(maxsize=4096)(canonical_user)
 
 
 def send_event_id(relay_id: str, queue_id: str | None, instance: str | None) -> str:
@@ -237,20 +279,36 @@ def send_event_id(relay_id: str, queue_id: str | None, instance: str | None) -> 
     return "postfix-policy:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class PolicySendEvent(SendEvent):
+    """A send event with the recipient-domain summary (the send event schema's optional
+    `recipient_domains` and `recipient_domain_count`). A subclass so the shared codec encodes
+    it unchanged (asdict); only built when the summary is known, so events without it carry
+    neither field."""
+
+    recipient_domains: tuple[str, ...] = ()
+    recipient_domain_count: int = 0
+
+
 def send_event_from(request: PolicyRequest, relay_id: str, now: float,
-                    user_names: UserNameMode = DEFAULT_USER_NAMES) -> SendEvent | None:
+                    user_names: UserNameMode = DEFAULT_USER_NAMES,
+                    recipients: RecipientDomains | None = None) -> SendEvent | None:
     """The send event for an authenticated END-OF-MESSAGE request, else None. The user is
-    named in canonical form (stream/user_names.py), so the worker keys it as the lock book does."""
-    user = request.sasl_username
-    if request.protocol_state != "END-OF-MESSAGE" or user is None or len(user) > 320:
+    named in canonical form (stream/user_names.py), so the worker keys it as the lock book does.
+    `recipients` is the message's recipient-domain summary (relay/recipient_domains.py), when
+    this connection saw its RCPT requests; without it the event has no domain fields."""
+    if request.protocol_state != "END-OF-MESSAGE":  # first: most requests are RCPT checks
         return None
-    user = canonical_user(user, user_names)
+    user = request.sasl_username
+    if user is None or len(user) > 320:
+        return None
+    user = _canonical_user(user, user_names)
     if not user:
         return None
     if request.queue_id is None and request.instance is None:
         return None  # no stable id: a retry could not be deduped
     tls = request.encryption_protocol
-    return SendEvent(
+    fields: dict[str, Any] = dict(
         event_id=send_event_id(relay_id, request.queue_id, request.instance),
         event_time=now,
         relay_id=relay_id,
@@ -263,3 +321,8 @@ def send_event_from(request: PolicyRequest, relay_id: str, now: float,
         queue_id=None if request.queue_id is None else request.queue_id[:64],
         source="postfix-policy",
     )
+    if recipients is None:
+        return SendEvent(**fields)
+    return PolicySendEvent(**fields,
+                           recipient_domains=recipients.names[:MAX_LISTED_DOMAINS],
+                           recipient_domain_count=min(recipients.count, MAX_COUNTED))

@@ -12,6 +12,13 @@ cap closes the longest-idle one (Postfix reopens its persistent connections). A 
 end within `request_deadline` seconds of its first byte and within `max_request_bytes`, and a
 client that does not read its answers is closed once `MAX_WRITE_BUFFER` bytes wait for it.
 Memory is bounded by max_connections x CONNECTION_BYTES_BOUND on top of the base process.
+
+Each connection also tracks the distinct recipient domains of the message in progress (its RCPT
+requests share one `instance`; relay/recipient_domains.py), so the END-OF-MESSAGE send event
+carries `recipient_domains` and `recipient_domain_count`; refused recipients are not counted.
+
+The hot path (issue 12): a whole request per read is parsed at C speed (PolicyParser), lock-book
+keys are cached, replies are encoded once, one write per read; bench/policy_server_bench.py.
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ from relayguard.relay.policy_protocol import (
     decide,
     format_reply,
     send_event_from,
+)
+from relayguard.relay.recipient_domains import (
+    DEFAULT_MAX_COUNTED,
+    RecipientTracker,
+    tracker_bytes_bound,
 )
 from relayguard.stream.records import Event
 
@@ -83,8 +95,16 @@ def parse_listen(text: str) -> ListenAddress:
 # objects of ~150 bytes overhead each), the write buffer cap, and the protocol, transport,
 # socket and timer objects (~8 KiB). Measured RSS stays well below it (tests/integration/
 # test_hook_under_load.py).
+# The recipient-domain tracker (relay/recipient_domains.py) adds its own bound.
 MAX_WRITE_BUFFER = 16 * 1024
-CONNECTION_BYTES_BOUND = MAX_REQUEST_BYTES + MAX_ATTRIBUTES * 150 + MAX_WRITE_BUFFER + 8 * 1024
+
+
+def connection_bytes_bound(max_counted_domains: int = DEFAULT_MAX_COUNTED) -> int:
+    return (MAX_REQUEST_BYTES + MAX_ATTRIBUTES * 150 + MAX_WRITE_BUFFER + 8 * 1024
+            + tracker_bytes_bound(max_counted_domains))
+
+
+CONNECTION_BYTES_BOUND = connection_bytes_bound()
 DEFAULT_MAX_CONNECTIONS = 2048
 BACKLOG = 100
 # descriptors kept free for what is not a policy connection: Kafka sockets, spool and log
@@ -148,7 +168,10 @@ class PolicyServer:
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_connections: int | None = None,
         unix_mode: int = 0o660,
+        max_counted_domains: int = DEFAULT_MAX_COUNTED,
     ) -> None:
+        """`max_counted_domains`: distinct recipient domains counted per message (Postfix's
+        smtpd_recipient_limit); each connection may hold that many 64-bit hashes."""
         self.listen = listen
         self.locks = locks
         self.config = config
@@ -164,6 +187,12 @@ class PolicyServer:
             log.warning("connection cap lowered from %d to %d to stay below the open-file "
                         "limit %d", max_connections, self.max_connections, nofile)
         self.unix_mode = unix_mode
+        RecipientTracker(max_counted_domains)  # a bad limit fails here, not per connection
+        self.max_counted_domains = max_counted_domains
+        self.connection_bytes_bound = connection_bytes_bound(max_counted_domains)
+        # the three actions decide() returns, encoded once
+        self._replies = {a: format_reply(a) for a in (DUNNO, config.reject_action,
+                                                       config.throttle_action)}
         self.stats = ServerStats()
         self._server: asyncio.Server | None = None
         # open connections, least recently active first (the eviction order)
@@ -174,7 +203,7 @@ class PolicyServer:
     @property
     def memory_bound(self) -> int:
         """Bytes the open connections can hold at most, on top of the base process."""
-        return self.max_connections * CONNECTION_BYTES_BOUND
+        return self.max_connections * self.connection_bytes_bound
 
     @property
     def bound(self) -> ListenAddress:
@@ -243,25 +272,31 @@ class PolicyServer:
                 self._last_evict_log = now
                 self._evicted_since_log = 0
 
-    def _touch(self, conn: _Connection) -> None:
-        with contextlib.suppress(KeyError):
-            self._conns.move_to_end(conn)
-
     def _forget(self, conn: _Connection) -> None:
         self._conns.pop(conn, None)
         self.stats.open_connections = len(self._conns)
 
-    def _answer(self, req: PolicyRequest) -> str:
+    def _answer(self, req: PolicyRequest, conn: _Connection) -> str:
         now = self.clock()
         self.stats.requests += 1
         action = decide(req, self.locks, now, self.config)
+        state = req.attrs.get("protocol_state")
+        if state is not None and state != "RCPT" and state != "END-OF-MESSAGE":
+            state = state.upper()  # Postfix writes them upper-case; others may not
+        recipients = None
+        if state == "RCPT":
+            if action == DUNNO:  # a refused recipient is not one of the message's
+                conn.recipients.rcpt(req.attrs.get("instance"), req.attrs.get("recipient"))
+        elif state == "END-OF-MESSAGE":
+            recipients = conn.recipients.finish(req.attrs.get("instance"))
         if action != DUNNO:
             self.stats.rejected += 1
             self.stats.refused_by[action.split(" ", 1)[0]] += 1
             log.info("policy: %s user=%s client=%s state=%s", action, req.sasl_username,
                      req.client_address, req.protocol_state)
-        elif self.publish is not None:
-            event = send_event_from(req, self.relay_id, now, self.config.user_names)
+        elif self.publish is not None and state == "END-OF-MESSAGE":  # as send_event_from
+            event = send_event_from(req, self.relay_id, now, self.config.user_names,
+                                    recipients)
             try:
                 if event is not None and self.publish(event):
                     self.stats.events_published += 1
@@ -277,6 +312,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: PolicyServer) -> None:
         self.server = server
         self.parser = PolicyParser(max_request_bytes=server.max_request_bytes)
+        self.recipients = RecipientTracker(server.max_counted_domains)
         self.transport: asyncio.Transport | None = None
         self.peer: object = "unix"
         self.last_active = 0.0
@@ -292,12 +328,14 @@ class _Connection(asyncio.Protocol):
         self._arm(self.last_active + self.server.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
         srv = self.server
-        was_pending = self.parser.pending
+        parser = self.parser
+        was_pending = parser.pending
         try:
-            requests = self.parser.feed(data)
+            requests = parser.feed(data)
         except ProtocolError as exc:
             srv.stats.protocol_errors += 1
             clients_log.warning("policy client %s: protocol error (%s); closing without "
@@ -306,34 +344,38 @@ class _Connection(asyncio.Protocol):
             return
         now = time.monotonic()
         if requests:
-            out = bytearray()
+            out: list[bytes] = []
             failed = False
+            replies = srv._replies
             try:
                 for req in requests:
-                    if req.request != "smtpd_access_policy":
+                    if req.attrs.get("request") != "smtpd_access_policy":
                         srv.stats.protocol_errors += 1
                         clients_log.warning("policy client %s: unsupported request=%r; "
                                             "closing", self.peer, req.request)
                         failed = True
                         break
-                    out += format_reply(srv._answer(req))
+                    action = srv._answer(req, self)
+                    out.append(replies.get(action) or format_reply(action))
             except Exception:  # a bug must not kill the server: Postfix uses default_action
                 log.exception("policy connection from %s failed; closing it", self.peer)
                 failed = True
-            if out:  # the answers before the trouble still count
-                self.transport.write(bytes(out))
+            if out:  # the answers before the trouble still count; one write per read
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
             if failed:
                 self.close()
                 return
-            if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                 srv.stats.slow_readers_closed += 1
                 clients_log.warning("policy client %s does not read its answers; closing",
                                     self.peer)
                 self.close()
                 return
             self.last_active = now
-            srv._touch(self)
-        if self.parser.pending and (requests or not was_pending):
+            conns = srv._conns  # most recently active last (the eviction order)
+            if self in conns:
+                conns.move_to_end(self)
+        if parser.pending and (requests or not was_pending):
             self.request_started = now  # a request began in this read
             due = now + srv.request_deadline
             if self.timer is None or due < self.timer.when():

@@ -45,6 +45,15 @@ async def test_policy_server_locks_and_unlocks_a_user(
         sends = [orjson.loads(r.value) for r in recs]
         assert [(e["type"], e["user"]) for e in sends] == [("send", "carol")]
         assert sends[0]["recipient_count"] == 1 and sends[0]["tls_protocol"] == "TLSv1.3"
+        assert sends[0]["recipient_domains"] == ["example.org"]  # from Postfix's RCPT requests
+        # three recipients in two domains (one spelled in capitals): one message, one summary
+        await postfix_env.swaks_async("carol", postfix_env.users["carol"], expect=0,
+                                      to="bob@example.org,dave@Example.NET,erin@example.org")
+        recs = await read_all(s.bootstrap_servers, s.topics.events, want=2, settle=0.5)
+        multi = orjson.loads(recs[-1].value)
+        assert multi["recipient_count"] == 3
+        assert multi["recipient_domains"] == ["example.org", "example.net"]
+        assert multi["recipient_domain_count"] == 2
 
         await produce_locks(s.bootstrap_servers, s.topics.locks, [lock_cmd("carol", 1)])
         took = await postfix_env.swaks_until("carol", 24, timeout=10)  # 24: RCPT refused

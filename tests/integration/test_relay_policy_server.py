@@ -24,7 +24,7 @@ def _req(user: str, state: str = "RCPT", queue_id: str = "") -> bytes:
     return (f"request=smtpd_access_policy\nprotocol_state={state}\nprotocol_name=ESMTP\n"
             f"sasl_username={user}\nsasl_method=PLAIN\nclient_address=203.0.113.7\n"
             f"sender={user}\nrecipient=x@example.org\nqueue_id={queue_id}\n"
-            f"instance=a1.{queue_id}\nrecipient_count=1\nsize=1234\n"
+            "instance=a1.msg1\nrecipient_count=1\nsize=1234\n"
             "encryption_protocol=TLSv1.3\n\n").encode()
 
 
@@ -42,7 +42,7 @@ async def test_dunno_then_reject_after_lock(kafka_settings: Settings, tmp_path: 
     try:
         assert await follower.ready(timeout=30)
         r, w = await asyncio.open_connection("127.0.0.1", server.bound.port)
-        w.write(_req("mallory"))
+        w.write(_req("mallory"))  # RCPT TO:<x@example.org>, the message's one recipient
         assert await asyncio.wait_for(r.readuntil(b"\n\n"), 5) == b"action=DUNNO\n\n"
         w.write(_req("mallory", "END-OF-MESSAGE", queue_id="4XkQ1z2ZbLz9vQ"))
         assert await asyncio.wait_for(r.readuntil(b"\n\n"), 5) == b"action=DUNNO\n\n"
@@ -67,3 +67,5 @@ async def test_dunno_then_reject_after_lock(kafka_settings: Settings, tmp_path: 
     assert rec.key == b"mallory"
     assert ev["type"] == "send" and ev["user"] == "mallory" and ev["size"] == 1234
     assert ev["queue_id"] == "4XkQ1z2ZbLz9vQ" and ev["tls_protocol"] == "TLSv1.3"
+    # the recipient-domain summary of this message's RCPT requests (issue 9)
+    assert ev["recipient_domains"] == ["example.org"] and ev["recipient_domain_count"] == 1

@@ -131,3 +131,22 @@ def test_decide_and_send_event_answer_any_request(attrs: dict[str, str],
         assert event.user == canonical_user(req.sasl_username or "")
         assert event.recipient_count >= 0
         assert event.size >= 0
+
+
+ONE_REQUEST = REQUEST.map(lambda kv: b"".join(k.encode() + b"=" + v + b"\n" for k, v in kv)
+                        + b"\n")
+
+
+@FUZZ
+@given(st.one_of(ONE_REQUEST, STREAM), PARSERS)
+@example(b"a=\xe2\x82\nb=\xff=\xc3\n\n", {})  # ill-formed UTF-8 right before `\n` and `=`
+@example(b"a=b\n\n\n", {})
+@example(b"=b\n\n", {})
+def test_one_request_fast_path_equals_the_general_path(data: bytes,
+                                                       limits: dict[str, int]) -> None:
+    """The C-speed path for one whole request either declines or gives exactly what the
+    general per-line path gives (the general path is forced by feeding one byte first)."""
+    fast = PolicyParser(**limits)._one_request(data) if data[-2:] == b"\n\n" else None
+    general = _outcome(PolicyParser(**limits), [data[:1], data[1:]])
+    if fast is not None:
+        assert general == ([fast], False)

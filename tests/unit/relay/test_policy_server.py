@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relayguard.foundation.errors import ConfigError
 from relayguard.relay.lock_book import LockBook
-from relayguard.relay.policy_protocol import DecisionConfig
+from relayguard.relay.policy_protocol import DecisionConfig, PolicySendEvent
 from relayguard.relay.policy_server import ListenAddress, PolicyServer, parse_listen
 from relayguard.stream.records import Event, LockCommand
 
@@ -216,3 +217,73 @@ def test_connection_cap_stays_below_the_open_file_limit() -> None:
     assert connection_cap(2048, 1024) == 1024 - 2 * BACKLOG - RESERVED_FDS
     with pytest.raises(ConfigError):
         connection_cap(2048, 200)
+
+
+def _contract_send_schema() -> dict[str, Any]:
+    """schemas/send-event.schema.json plus the two optional fields exactly as this session's
+    contract states them (the detection branch adds them to the schema file itself)."""
+    import json
+
+    path = Path(__file__).parents[3] / "schemas" / "send-event.schema.json"
+    schema: dict[str, Any] = json.loads(path.read_text())
+    schema["properties"].setdefault("recipient_domains", {
+        "type": "array", "maxItems": 32, "uniqueItems": True,
+        "items": {"type": "string", "minLength": 1, "maxLength": 253}})
+    schema["properties"].setdefault("recipient_domain_count", {
+        "type": "integer", "minimum": 0, "maximum": 100000})
+    return schema
+
+
+def _rcpt(user: str, rcpt: str, instance: str = "i.1") -> bytes:
+    return (f"request=smtpd_access_policy\nprotocol_state=RCPT\nsasl_username={user}\n"
+            f"client_address=192.0.2.7\nqueue_id=\ninstance={instance}\nrecipient={rcpt}\n"
+            "sender=s@x\n\n").encode()
+
+
+async def test_send_event_carries_the_recipient_domains(
+        server: tuple[PolicyServer, LockBook, list[Event]]) -> None:
+    import jsonschema
+
+    from relayguard.stream.codec import encode_event
+
+    srv, book, events = server
+    book.apply(LockCommand("c1", "mallory", "user", "lock", "r", "d", {}, NOW, None, "t", 1))
+    r, w = await _open(srv)
+    rcpts = [f"u{i}@D{i % 40}.example" for i in range(45)] + ["x@d0.example.", "postmaster"]
+    w.write(b"".join(_rcpt("bob", x) for x in rcpts[:10]))  # several requests in one read
+    for _ in range(10):
+        assert await _reply(r) == b"action=DUNNO\n\n"
+    for x in rcpts[10:]:
+        w.write(_rcpt("bob", x))
+        assert await _reply(r) == b"action=DUNNO\n\n"
+    w.write(_req("bob", "END-OF-MESSAGE"))  # instance i.1, recipient_count=2
+    assert await _reply(r) == b"action=DUNNO\n\n"
+    # the next message on the same connection starts from nothing
+    w.write(_rcpt("bob", "a@other.example", "i.2") + _req("bob", "END-OF-MESSAGE")
+            .replace(b"instance=i.1", b"instance=i.2").replace(b"queue_id=Q1", b"queue_id=Q2"))
+    assert await _reply(r) == b"action=DUNNO\n\n"
+    assert await _reply(r) == b"action=DUNNO\n\n"
+    # a refused recipient is not counted, and a message whose RCPTs this connection never
+    # saw carries neither field (the contract: only when the relay knows)
+    w.write(_rcpt("mallory", "m@refused.example", "i.3"))
+    assert await _reply(r) == b"action=REJECT 5.7.1 locked\n\n"
+    w.write(_req("carol", "END-OF-MESSAGE").replace(b"queue_id=Q1", b"queue_id=Q3")
+            .replace(b"instance=i.1", b"instance=i.3"))
+    assert await _reply(r) == b"action=DUNNO\n\n"
+    w.close()
+    first, second, third = events
+    assert isinstance(first, PolicySendEvent) and isinstance(second, PolicySendEvent)
+    assert not isinstance(third, PolicySendEvent) and third.user == "carol"
+    assert first.recipient_domains == tuple(f"d{i}.example" for i in range(32))
+    assert first.recipient_domain_count == 40
+    assert second.recipient_domains == ("other.example",)
+    assert second.recipient_domain_count == 1
+    import orjson
+
+    validator = jsonschema.Draft202012Validator(_contract_send_schema())
+    wire = [orjson.loads(encode_event(e)) for e in events]
+    for d in wire:
+        validator.validate(d)
+    assert wire[0]["recipient_domain_count"] == 40 and len(wire[0]["recipient_domains"]) == 32
+    assert "recipient_domains" not in wire[2] and "recipient_domain_count" not in wire[2]
+    assert wire[2]["user"] == "carol"
