@@ -140,7 +140,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
     faust_offsets.install(app)  # before app.topic(): see agents/faust_offsets.py
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings, signer)
-    pipeline = Pipeline(params, locator, outputs, metrics)
+    pipeline = Pipeline(params, locator, outputs, metrics, settings.partitions)
     # Values are bytes of our own data-only codec (agents/state_codec.py): Faust's own value
     # codecs handed back dicts after changelog recovery. Faust picks table serializers from
     # key_type/value_type, not from a schema. Undecodable values are dropped and counted, at
