@@ -130,7 +130,10 @@ def create_app(settings: Settings, params: engine.CoreParams,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         broker_commit_every=500,
-        producer_linger=0.005,  # batch changelog and output records (default: one per send)
+        # Batch changelog and output records (Faust's default: one per send, 16 KiB batches:
+        # about seven ~2 KB state records); sized by bench/worker_bench.py, see BENCHMARKS.md.
+        producer_linger=settings.worker_producer_linger_seconds,
+        producer_max_batch_size=settings.worker_producer_batch_bytes,
         broker_max_poll_records=1000,
         # A dead worker's partitions move after the session timeout (Kafka's default 45 s);
         # heartbeats at a third of it or less, as Kafka's docs advise.
