@@ -144,6 +144,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings, signer)
     pipeline = Pipeline(params, locator, outputs, metrics, settings.partitions)
+    pipeline.trust_cache = True  # every table write goes through pipeline.store (see there)
     # Values are bytes of our own data-only codec (agents/state_codec.py): Faust's own value
     # codecs handed back dicts after changelog recovery. Faust picks table serializers from
     # key_type/value_type, not from a schema. Undecodable values are dropped and counted, at
@@ -165,6 +166,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
                         refetch)
 
     async def on_user_record(rec: Record) -> None:
+        pipeline.new_generation(int(app.consumer_generation_id))
         try:
             await pipeline.ingest(rec.value, Origin(rec.topic, rec.partition, rec.offset,
                                                     rec.key), users)
@@ -173,6 +175,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
                           rec.topic, rec.partition, rec.offset)
 
     async def on_ip_record(rec: Record) -> None:
+        pipeline.new_generation(int(app.consumer_generation_id))
         try:
             await pipeline.ingest_by_ip(rec.value, ips)
         except Exception:

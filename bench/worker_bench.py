@@ -230,7 +230,7 @@ def drain_rate(worker: WorkerProcess, n: int, profile: Path | None) -> float:
     spy = start_profile(worker.proc.pid, profile) if profile and worker.proc else None
     start, done_at_start = time.perf_counter(), processed(worker)
     while processed(worker) < n:
-        time.sleep(0.1)
+        time.sleep(0.5)  # /metrics costs the worker CPU: poll gently
     rate = (n - done_at_start) / (time.perf_counter() - start)
     if spy:
         spy.send_signal(2)  # SIGINT: py-spy writes its file and exits

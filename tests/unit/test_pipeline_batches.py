@@ -180,3 +180,33 @@ async def test_without_a_partition_count_batches_are_refused_whole() -> None:
     table: dict[str, bytes] = {}
     await pipe.ingest(batch([send(0, "a")]), at(0, 0), table)
     assert table == {} and len(rec.dlq) == 1
+
+
+async def test_trusted_cache_skips_table_reads_until_the_generation_changes() -> None:
+    pipe, _, _ = make()
+    pipe.trust_cache = True
+    table = CountingTable()
+    (erin,) = users_of(0, 1, "erin")
+    pipe.new_generation(1)
+    await pipe.ingest(batch([send(0, erin)]), at(0, 0), table)
+    reads: list[str] = []
+
+    class Reads(CountingTable):
+        def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+            reads.append(key)
+            return super().get(key, default)
+
+    watched = Reads()
+    watched.update(table)
+    await pipe.ingest(batch([send(1, erin)]), at(0, 1), watched)
+    assert reads == []  # served from the cache
+    # a rebalance replaced the value (recovery of another worker's state): read it again
+    other = make()[0]
+    fresh: dict[str, bytes] = {}
+    await other.ingest(batch([send(i, erin) for i in range(5, 9)]), at(0, 7), fresh)
+    watched[erin] = fresh[erin]
+    pipe.new_generation(2)
+    await pipe.ingest(batch([send(9, erin)]), at(0, 8), watched)
+    assert reads == [erin]
+    s = pipe.decoded.load("user", erin, watched[erin])
+    assert s is not None and s.events_applied == 5 and s.applied == ((0, 8),)
