@@ -142,10 +142,13 @@ def processed(worker: WorkerProcess) -> int:
                                           text, re.M))
 
 
+FLUSH_SECONDS = 0.01  # --flush-ms: how often the background's "relay" hands events over
+
+
 async def background(producer: AIOKafkaProducer, topic: str, rate: float, batch: int,
                      stop: asyncio.Event) -> int:
     """Ordinary traffic at `rate` events/s (new users, nothing to lock) until `stop`, handed
-    over every 10 ms as a relay with a 10 ms flush would."""
+    over every FLUSH_SECONDS (a relay's sender hands over what accumulated meanwhile)."""
     sent, start, seed = 0, time.perf_counter(), 100
     while not stop.is_set():
         due = int((time.perf_counter() - start) * rate)
@@ -154,7 +157,7 @@ async def background(producer: AIOKafkaProducer, topic: str, rate: float, batch:
             await send_events(producer, topic, traffic(due - sent, 5000, time.time(), seed),
                               batch)
             sent = due
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(FLUSH_SECONDS)
     return sent
 
 
@@ -250,8 +253,12 @@ def main() -> None:
     ap.add_argument("--background", type=float, default=0.5,
                     help="background traffic during the second latency run, as a share of the "
                          "measured worker rate")
+    ap.add_argument("--flush-ms", type=float, default=10.0,
+                    help="background traffic handed over every this many ms (batch size)")
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the last phase")
     args = ap.parse_args()
+    global FLUSH_SECONDS
+    FLUSH_SECONDS = args.flush_ms / 1000
     phases = [(m, int(b), float(s)) for m, b, s in (p.split(":") for p in args.phases.split(","))]
     work = Path(tempfile.mkdtemp(prefix="relayguard-bench-"))
     broker = LocalBroker(data_dir=work / "broker", progress=stderr_progress)
@@ -303,7 +310,8 @@ def main() -> None:
                   f"{m}")
         for label, values in (("idle worker", lat),
                               (f"background {bg_rate:,.0f} events/s ({args.background:.0%} of "
-                               "the last phase's rate)", bg_lat)):
+                               f"the last phase's rate, handed over every {args.flush_ms:g} "
+                               "ms)", bg_lat)):
             print(f"lock latency ({mode} records, produced -> lock readable), {label}, "
                   f"{len(values)} bursts: p50 {statistics.median(values) * 1000:.0f} ms, "
                   f"p90 {pct(values, 0.9) * 1000:.0f} ms, p99 {pct(values, 0.99) * 1000:.0f} "
