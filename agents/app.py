@@ -130,7 +130,10 @@ def create_app(settings: Settings, params: engine.CoreParams,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         broker_commit_every=500,
-        producer_linger=0.005,  # batch changelog and output records (default: one per send)
+        # Batch changelog and output records (Faust's default: one per send, 16 KiB batches:
+        # about seven ~2 KB state records); sized by bench/worker_bench.py, see BENCHMARKS.md.
+        producer_linger=settings.worker_producer_linger_seconds,
+        producer_max_batch_size=settings.worker_producer_batch_bytes,
         broker_max_poll_records=1000,
         # A dead worker's partitions move after the session timeout (Kafka's default 45 s);
         # heartbeats at a third of it or less, as Kafka's docs advise.
@@ -140,7 +143,8 @@ def create_app(settings: Settings, params: engine.CoreParams,
     faust_offsets.install(app)  # before app.topic(): see agents/faust_offsets.py
     metrics = Metrics()
     outputs = KafkaOutputs(app, settings, signer)
-    pipeline = Pipeline(params, locator, outputs, metrics)
+    pipeline = Pipeline(params, locator, outputs, metrics, settings.partitions)
+    pipeline.trust_cache = True  # every table write goes through pipeline.store (see there)
     # Values are bytes of our own data-only codec (agents/state_codec.py): Faust's own value
     # codecs handed back dicts after changelog recovery. Faust picks table serializers from
     # key_type/value_type, not from a schema. Undecodable values are dropped and counted, at
@@ -162,6 +166,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
                         refetch)
 
     async def on_user_record(rec: Record) -> None:
+        pipeline.new_generation(int(app.consumer_generation_id))
         try:
             await pipeline.ingest(rec.value, Origin(rec.topic, rec.partition, rec.offset,
                                                     rec.key), users)
@@ -170,6 +175,7 @@ def create_app(settings: Settings, params: engine.CoreParams,
                           rec.topic, rec.partition, rec.offset)
 
     async def on_ip_record(rec: Record) -> None:
+        pipeline.new_generation(int(app.consumer_generation_id))
         try:
             await pipeline.ingest_by_ip(rec.value, ips)
         except Exception:

@@ -55,6 +55,10 @@ HELP = {
     "changelog_records_recovered_total": "Table changelog records applied to the local store "
     "(recovery and standby copies), by table",
 
+    # [worker batches]
+    "event_batches_total": "Batch records (many events of one partition) taken from the events "
+                           "topic; their events count in events_total one by one",
+
     # [metrics]
     "lock_acks_total": "Relay acks read from the lock-acks topic, by outcome (read, unreadable)",
     "lock_acks_missing_total": "Lock commands a relay seen recently had not acked within the "

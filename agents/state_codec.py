@@ -253,6 +253,16 @@ class DecodedCache:
             self.remember(kind, key, stored, empty)
             return empty
 
+    def peek(self, kind: str, key: str) -> KeyState | None:
+        """The state last stored or loaded for the key, without asking the table: only for a
+        caller that knows the table has not changed underneath since (see `Pipeline.trust`)."""
+        hit = self._items.get((kind, key))
+        return None if hit is None else hit[1]
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._blobs.clear()
+
     def remember(self, kind: str, key: str, stored: bytes, state: KeyState) -> None:
         items = self._items
         items.pop((kind, key), None)

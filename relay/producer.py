@@ -13,6 +13,13 @@ aiokafka retries a handed-over record until the broker is back), the producer re
 so per-user order is kept. A full spool refuses new events loudly (ERROR log, the
 `dropped_full` counter, state `spool_full`); it never truncates what it holds.
 
+With `batch_records=True` the sender groups the records it hands over by the partition their key
+hashes to (Kafka's default murmur2 partitioner, so each user stays in one partition, in order)
+and sends one batch record per partition (stream/batch_codec.py, schemas/event-batch.schema.json)
+instead of one record per event: the worker pays its per-record cost once per batch. The spool
+still holds single events; only the wire format changes, and the cursor moves past an event once
+the batch record carrying it (and every batch before it in spool order) is acknowledged.
+
 Delivery is at-least-once. A hook stopped or killed while a batch is handed over but not yet
 acknowledged sends that batch again at its next start: at most `batch` (default 256) events are
 repeated per stop, all from one contiguous stretch of the spool, which the worker's ring of the
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from relayguard.relay.spool import Spool, SpoolRecord
+from relayguard.stream import batch_codec
 from relayguard.stream.codec import encode_event
 from relayguard.stream.records import Event
 
@@ -78,6 +86,7 @@ class EventProducer:
         outage_stop_grace: float = 2.0,
         producer_factory: ProducerFactory | None = None,
         kafka_options: Mapping[str, Any] | None = None,
+        batch_records: bool = False,
     ) -> None:
         if not 1 <= batch <= 256:
             # the worker dedupes re-sends with a ring of 256 ids per user: stay inside it
@@ -90,6 +99,8 @@ class EventProducer:
         self.batch = batch
         self.fsync_interval = fsync_interval
         self.outage_stop_grace = outage_stop_grace
+        self.batch_records = batch_records
+        self._partitions: int | None = None  # of the topic, read at connect (batch_records)
         self._factory = producer_factory or self._aiokafka_producer
         self._kafka_options = dict(kafka_options or {})  # SASL/TLS (foundation.kafka_clients)
         self._spool = Spool(spool_dir, max_bytes=spool_max_bytes, fsync_interval=fsync_interval,
@@ -278,15 +289,21 @@ class EventProducer:
         stop() cancels this wait; the records are still in the spool."""
         if self._kafka is None and not await self._connect():
             return 0
-        futures = []
+        futures: list[Any] = []
+        # covers[i]: how many items from the front are delivered once futures[:i + 1] are
+        covers: list[int] = []
         try:
-            for key, value in items:
-                futures.append(await self._kafka.send(self.topic, value=value, key=key))
+            if self.batch_records:
+                await self._send_batches(items, futures, covers)
+            else:
+                for key, value in items:
+                    futures.append(await self._kafka.send(self.topic, value=value, key=key))
+                    covers.append(len(futures))
         except Exception as exc:  # metadata timeout, broker gone: keep what was handed over
             self._note_failure(exc)
         done = 0
         try:
-            for fut in futures:
+            for fut, covered in zip(futures, covers, strict=True):
                 waited = 0.0
                 while not fut.done():  # most are, by the time the batch is handed over
                     step = min(self.stall_timeout, 0.5)
@@ -299,15 +316,41 @@ class EventProducer:
                                       else self.stall_timeout):
                             self._stall()
                 fut.result()  # raises what aiokafka gave up with
-                done += 1
+                done = covered
         except Exception as exc:  # not retriable (aiokafka gave up): retried from the spool
             self._note_failure(exc)
         if self._stalled:
             log.warning("Kafka at %s accepts events again", self.bootstrap)
             self._stalled = False
-        if done == len(items) and done == len(futures):
+        if done == len(items) and len(futures) == len(covers) and (
+                not covers or covers[-1] == len(items)):
             self._failing = False
         return done
+
+    async def _send_batches(self, items: list[Item], futures: list[Any],
+                            covers: list[int]) -> None:
+        """One batch record per partition, written to that partition explicitly. Batches are
+        handed over in the order of their earliest item, so the prefix of items whose batches
+        are all acknowledged is known from the futures in hand-over order."""
+        if self._partitions is None:
+            parts = await self._kafka.partitions_for(self.topic)
+            if not parts:
+                raise RuntimeError(f"no partitions known for {self.topic}")
+            self._partitions = len(parts)
+        groups = batch_codec.group_by_partition(items, self._partitions)
+        runs: list[tuple[int, int, bytes]] = []  # (first item index, partition, record)
+        for partition, group in groups.items():
+            start = 0
+            for count, record in batch_codec.pack(v for _, v in group):
+                runs.append((group[start][0], partition, record))
+                start += count
+        runs.sort()
+        # An item is delivered when every run holding an item at or before it is; with runs in
+        # order of their first item, that prefix ends where the next run starts.
+        for n, (_, partition, record) in enumerate(runs):
+            futures.append(await self._kafka.send(self.topic, value=record, key=None,
+                                                  partition=partition))
+            covers.append(runs[n + 1][0] if n + 1 < len(runs) else len(items))
 
     def _stall(self) -> None:
         if not self._stalled:
@@ -328,6 +371,7 @@ class EventProducer:
                 await asyncio.wait_for(producer.stop(), 2.0)
             return False
         self._kafka = producer
+        self._partitions = None  # read again: the topic may have grown
         log.info("connected to Kafka at %s, publishing to %s", self.bootstrap, self.topic)
         return True
 

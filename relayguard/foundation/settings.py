@@ -173,6 +173,15 @@ class Settings(BaseSettings):
         1, ge=0, description="warm copies of each table partition that other workers keep "
         "from the changelog, so a failover need not replay it (Faust's default: 1)")
 
+    # [worker batches] the worker's producer (changelog, outputs), sized for its state records
+    worker_producer_batch_bytes: int = Field(
+        512 * 1024, ge=16384, le=4 * 1024 * 1024, description="the worker producer's batch size "
+        "per partition (Kafka's default 16 KiB holds about seven ~2 KB state records; "
+        "bench/worker_bench.py measured the default against this one)")
+    worker_producer_linger_seconds: float = Field(
+        0.02, ge=0, le=0.5, description="how long the worker producer waits to fill a batch "
+        "(a lock command waits at most this long before it leaves)")
+
     @classmethod
     def settings_customise_sources(
         cls,
