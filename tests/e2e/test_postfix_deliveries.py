@@ -1,8 +1,9 @@
-"""Issue 9 item 2 on a real Postfix 3.x + Dovecot: authenticated sends whose recipients a real
-next hop refuses (an smtp-sink answering RCPT with 5xx, another with 4xx) become `delivery` events
-of the right user, read from the real maillog by the real `relayguard hook tail` process and
-published to the real Kafka broker. The core does not decode delivery events on this branch, so
-the test reads what the relay published: the events topic.
+"""Issue 9 items 2 and 4 on a real Postfix 3.x + Dovecot: authenticated sends whose recipients
+a real next hop refuses (an smtp-sink answering RCPT with 5xx, another with 4xx) become `delivery`
+events of the right user, read from the real maillog by the real `relayguard hook tail` process
+and published to the real Kafka broker; and with Dovecot's auth_verbose_passwords = sha1:6 a
+failed login event carries the truncated hash of the password tried. The core does not decode
+delivery events on this branch, so the test reads what the relay published: the events topic.
 
 A private Postfix instance (not the session one): its transport map sends bounce.test and
 defer.test to the refusing sinks, which no other test should meet.
@@ -11,6 +12,7 @@ defer.test to the refusing sinks, which no other test should meet.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import subprocess
@@ -44,6 +46,9 @@ class BounceEnv(PostfixEnv):
 
     def configure(self) -> None:
         super().configure()
+        conf = self.directory / "dovecot.conf"  # issue 9 item 4: a truncated hash per failure
+        conf.write_text(conf.read_text().replace(
+            "auth_verbose = yes\n", "auth_verbose = yes\nauth_verbose_passwords = sha1:6\n"))
         transport = self.directory / "transport"
         transport.write_text(f"bounce.test smtp:[127.0.0.1]:{self.hard_port}\n"
                              f"defer.test smtp:[127.0.0.1]:{self.soft_port}\n")
@@ -107,9 +112,9 @@ async def test_bounce_storm_in_real_maillog_is_attributed_to_the_user(
     proc_env = dict(os.environ, RELAYGUARD_TOPICS__PREFIX=s.topics.prefix,
                     RELAYGUARD_DATA_DIR=str(tmp_path / "data"))
     cmd = [sys.executable, "-c", "from relay.hook_cli import hook; hook()", "tail",
-           str(env.maillog), "--relay-id", "relay-bounce", "--bootstrap", s.bootstrap_servers,
-           "--checkpoint-dir", str(ckpt), "--from-end", "--timezone", "local",
-           "--poll-interval", "0.1"]
+           str(env.maillog), str(env.dovecot_log), "--relay-id", "relay-bounce",
+           "--bootstrap", s.bootstrap_servers, "--checkpoint-dir", str(ckpt), "--from-end",
+           "--timezone", "local", "--poll-interval", "0.1"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=proc_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     hard = [f"nobody{i}@bounce.test" for i in range(5)]
@@ -125,9 +130,10 @@ async def test_bounce_storm_in_real_maillog_is_attributed_to_the_user(
         await env.swaks_async("alice", env.users["alice"], to="x@bounce.test")
         await env.swaks_async("bob", env.users["bob"], to="later@defer.test")
         await env.swaks_async("carol", env.users["carol"], to="friend@example.org")
+        await env.swaks_async("carol", "not-carols-password", expect=28)
 
         def enough(rs: Records) -> bool:
-            return len(_deliveries(rs)) >= 7
+            return len(_deliveries(rs)) >= 7 and any(b'"success":false' in r.value for r in rs)
 
         recs = await collect(s.bootstrap_servers, [s.topics.events], enough, 60, 2.0)
     finally:
@@ -157,3 +163,7 @@ async def test_bounce_storm_in_real_maillog_is_attributed_to_the_user(
     assert "status=sent" in log_text  # carol's mail went out, and made no delivery event
     logins = [orjson.loads(r.value) for r in recs]
     assert {e["user"] for e in logins if e["type"] == "login"} == {"alice", "bob", "carol"}
+    [failed] = [e for e in logins if e["type"] == "login" and not e["success"]]
+    want = "sha1:" + hashlib.sha1(b"not-carols-password").hexdigest()[:6]
+    assert (failed["user"], failed["failure_reason"], failed.get("password_hash")) == (
+        "carol", "bad_credentials", want), env.dovecot_log.read_text()[-2000:]
