@@ -56,6 +56,8 @@ from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canon
 DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the one Postfix reports
 EXIM_SUCCESS_DEDUP_S = 300.0
 VERDICTS_PER_IP = 8  # a burst from one IP needs only its latest few verdicts
+NAME_CACHE = 8192
+_MISSING = object()
 MAX_ATTEMPTS_PER_LINE = 20  # "(auth failed, 5000 attempts ...)" does not become 5000 events
 
 
@@ -93,6 +95,19 @@ class LogParser:
     _verdicts: OrderedDict[str, list[_Verdict]] = field(default_factory=OrderedDict)
     _exim_seen: OrderedDict[tuple[int | None, str, str], float] = field(
         default_factory=OrderedDict)
+    _names: dict[str, str | None] = field(default_factory=dict)  # see _user()
+
+    def _user(self, name: str | None) -> str | None:
+        """canonical_user_or_none of the (at most 320 chars of the) name, cached: the same few
+        thousand users come back on every line. Cleared when full, so it stays bounded."""
+        if not name:
+            return None
+        got = self._names.get(name, _MISSING)
+        if got is _MISSING:
+            if len(self._names) >= NAME_CACHE:
+                self._names.clear()
+            got = self._names[name] = canonical_user_or_none(name[:320], self.user_names)
+        return got  # type: ignore[return-value]
 
     def feed(
         self, line: str, reference_time: float, line_id: str | None = None
@@ -134,12 +149,14 @@ class LogParser:
 
     def pop_deliveries(self) -> list[DeliveryEvent]:
         """Delivery events found since the last call (only with deliveries=True)."""
+        if not self._pending:
+            return []
         out, self._pending = self._pending, []
         return out
 
     def _dispatch(self, h: Header, base: str) -> list[LoginEvent]:
         prog = h.prog
-        if prog.endswith("smtpd") and prog.rsplit("/", 1)[-1] == "smtpd":
+        if prog.endswith("/smtpd") or prog == "smtpd":
             ev = self._postfix(h, base)
         elif prog.startswith("exim"):
             ev = self._exim(h, base)
@@ -221,8 +238,7 @@ class LogParser:
                password_hash: str | None = None) -> LoginEvent:
         return LoginEvent(
             event_id=_event_id(source, self.relay_id, base), event_time=h.time,
-            relay_id=self.relay_id, user=canonical_user_or_none(user[:320] if user else None,
-                                                                self.user_names),
+            relay_id=self.relay_id, user=self._user(user),
             client_ip=ip, success=ok,
             tls_protocol=tls, sasl_mechanism=mech.upper()[:64] if mech else None,
             failure_reason=reason, source=source, password_hash=password_hash,
@@ -285,7 +301,7 @@ class LogParser:
 
     # -- Postfix delivery outcomes (relay.log_delivery) ------------------------------------------
     def _remember_queue_id(self, h: Header, qid: str, user: str) -> None:
-        name = canonical_user_or_none(user[:320], self.user_names)
+        name = self._user(user)
         if name is not None:
             self.queue.add(_queue_key(h.prog, qid), name, h.time)
 

@@ -191,10 +191,25 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
+_IPS: dict[str, str | None] = {}  # clean_ip's answers; cleared when full, so bounded
+_IP_CACHE = 8192
+
+
 def clean_ip(text: str | None) -> str | None:
-    """A normalised IP address, or None for anything that is not one."""
+    """A normalised IP address, or None for anything that is not one (cached: a pure
+    function of the text, and the same clients come back line after line)."""
     if not text:
         return None
+    got = _IPS.get(text, "")
+    if got != "":
+        return got
+    if len(_IPS) >= _IP_CACHE:
+        _IPS.clear()
+    got = _IPS[text] = _clean_ip(text)
+    return got
+
+
+def _clean_ip(text: str) -> str | None:
     if _V4.fullmatch(text):
         return text  # canonical dotted quad: the common case, without ipaddress's cost
     if text[:5].lower() == "ipv6:":
