@@ -27,9 +27,18 @@ What counts as a login (documented decision):
   per smtpd process (needs smtpd_tls_loglevel >= 1); sessions without it carry tls_protocol=None.
   Dovecot logs only that TLS was used: tls_protocol="TLS".
 
+- Password hashes: with Dovecot's ``auth_verbose_passwords = sha1:N`` its verdicts end in
+  ``(SHA1 of given password: <hex>)``; the Postfix failure the verdict joins gets
+  password_hash="sha1:<hex>" (``= plain`` logs the password itself: it is hashed here to
+  sha1:<8 hex> and never copied). Lines without a verdict carry no hash.
+- Delivery outcomes (deliveries=True, as `hook tail` / `hook journal` run it): see
+  relay.log_delivery; taken with pop_deliveries() after each feed.
+
 Speed: `feed` first asks log_patterns.may_matter (a few substring tests), so the many lines that
-cannot matter never reach header parsing; Dovecot verdicts are kept per client IP and found by
-key.
+cannot matter (queue manager, cleanup, status=sent deliveries, imap sessions) never reach header
+parsing; log_header parses the common RFC 3164 header with one regex and turns each distinct
+stamp into seconds once; Dovecot verdicts are kept per client IP and found by key; user names
+and IPs are canonicalised through small bounded caches.
 """
 
 from __future__ import annotations
