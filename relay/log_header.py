@@ -80,11 +80,11 @@ class Header(NamedTuple):
 # The common case, one match: RFC 3164 stamp (whole seconds), a host that is not "<fac.pri>",
 # does not end in ":" (Dovecot's own file) and is followed straight by "prog[pid]: " (not
 # busybox's "mail.info"). Everything it takes is what the general path below would take.
-_FAST = re.compile(
+FAST_HEADER = re.compile(
     r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) [^\s<]\S*(?<!:) "
     r"([A-Za-z0-9_.@/-]{1,128})\[([0-9]{1,10})\]: "
 )
-_LEVEL_INITIALS = frozenset("IWEFPD")  # Info Warning Error Fatal Panic Debug
+LEVEL_INITIALS = frozenset("IWEFPD")  # Info Warning Error Fatal Panic Debug
 
 
 def parse_header(line: str, reference_time: float, tz: tzinfo = UTC) -> Header | None:
@@ -93,16 +93,16 @@ def parse_header(line: str, reference_time: float, tz: tzinfo = UTC) -> Header |
         line = line.rstrip("\r\n")
     if not line or len(line) > MAX_LINE_CHARS:
         return None
-    f = _FAST.match(line)
+    f = FAST_HEADER.match(line)
     if f is not None:
         stamp, prog, pid = f.groups()
         # Exim to syslog repeats its stamp; a "\n" inside ends the message there ("." below)
         if not prog.startswith("exim") and "\n" not in line:
-            t = _rfc3164_seconds(stamp, int(reference_time // 3600), tz)
+            t = rfc3164_seconds(stamp, int(reference_time // 3600), tz)
             if t is None:
                 return None
             msg = line[f.end():]
-            if msg[:1] in _LEVEL_INITIALS:
+            if msg[:1] in LEVEL_INITIALS:
                 lvl = _DOVECOT_LEVEL.match(msg)
                 if lvl:
                     msg = msg[lvl.end():]
@@ -122,7 +122,7 @@ def parse_general(line: str, reference_time: float, tz: tzinfo = UTC) -> Header 
     if c.isalpha():
         m = _RFC3164.match(line)
         if m:
-            t = _rfc3164_seconds(m["stamp"], int(reference_time // 3600), tz)
+            t = rfc3164_seconds(m["stamp"], int(reference_time // 3600), tz)
             if t is None:
                 return None
             if m["frac"]:
@@ -261,7 +261,7 @@ def _skip_structured_data(rest: str) -> str | None:
 
 
 @lru_cache(maxsize=512)
-def _rfc3164_seconds(stamp: str, ref_hour: int, tz: tzinfo) -> float | None:
+def rfc3164_seconds(stamp: str, ref_hour: int, tz: tzinfo) -> float | None:
     """Epoch seconds of "Nov 29 10:15:02" in zone tz, in the year closest to the reference."""
     mon = _MONTHS.get(stamp[:3])
     if mon is None:

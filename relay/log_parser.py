@@ -58,7 +58,14 @@ from relayguard.relay.log_delivery import (
     QueueUsers,
     recipient_domain,
 )
-from relayguard.relay.log_header import Header, parse_header
+from relayguard.relay.log_header import (
+    FAST_HEADER,
+    LEVEL_INITIALS,
+    MAX_LINE_CHARS,
+    Header,
+    parse_header,
+    rfc3164_seconds,
+)
 from relayguard.stream.records import LoginEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user_or_none
 
@@ -125,6 +132,15 @@ class LogParser:
         without it the id is a hash of the line text."""
         if not P.may_matter(line) and not (self.sent_deliveries and "status=sent" in line):
             return []
+        f = FAST_HEADER.match(line)
+        if f is not None:  # smtpd session lines (a third of what passes) need no Header
+            stamp, prog, pid = f.groups()
+            if ((prog.endswith("/smtpd") or prog == "smtpd") and not prog.startswith("exim")
+                    and "\n" not in line and line[-1] != "\r" and len(line) <= MAX_LINE_CHARS
+                    and line[f.end():f.end() + 1] not in LEVEL_INITIALS
+                    and rfc3164_seconds(stamp, int(reference_time // 3600), self.tz) is not None
+                    and self._session_line(prog, int(pid), line[f.end():])):
+                return []  # exactly what parse_header + _postfix would have done
         h = parse_header(line, reference_time, self.tz)
         if h is None:
             return []
@@ -180,7 +196,9 @@ class LogParser:
 
     # -- Postfix ------------------------------------------------------------------------------
     def _session(self, h: Header) -> _Session:
-        key = (h.prog, h.pid or 0)
+        return self._session_of((h.prog, h.pid or 0))
+
+    def _session_of(self, key: tuple[str, int]) -> _Session:
         s = self._sessions.get(key)
         if s is None:
             s = self._sessions[key] = _Session()
@@ -190,21 +208,27 @@ class LogParser:
             self._sessions.move_to_end(key)
         return s
 
-    def _postfix(self, h: Header, base: str) -> LoginEvent | None:
-        msg = h.msg
+    def _session_line(self, prog: str, pid: int, msg: str) -> bool:
+        """An smtpd connect / disconnect / TLS line: session state only. False: not one."""
         if msg.startswith("connect from "):
-            s = self._session(h)
+            s = self._session_of((prog, pid))
             s.client_ip = P.client_ip(msg)
             s.tls_protocol, s.success_sent = None, False
-            return None
+            return True
         if msg.startswith("disconnect from "):
-            s = self._session(h)
+            s = self._session_of((prog, pid))
             s.client_ip, s.tls_protocol, s.success_sent = None, None, False
-            return None
+            return True
         m = P.PF_TLS.match(msg) if "TLS connection established" in msg else None
         if m:
-            s = self._session(h)
+            s = self._session_of((prog, pid))
             s.client_ip, s.tls_protocol = P.clean_ip(m["ip"]), m["proto"]
+            return True
+        return False
+
+    def _postfix(self, h: Header, base: str) -> LoginEvent | None:
+        msg = h.msg
+        if self._session_line(h.prog, h.pid or 0, msg):
             return None
         m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:

@@ -187,7 +187,7 @@ def _corpus() -> list[str]:
 def test_fast_path_gives_what_the_general_path_gives() -> None:
     from datetime import UTC
 
-    from relayguard.relay.log_header import _FAST, parse_general
+    from relayguard.relay.log_header import FAST_HEADER, parse_general
 
     ref = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
     fast = 0
@@ -196,5 +196,29 @@ def test_fast_path_gives_what_the_general_path_gives() -> None:
         stripped = line.rstrip("\r\n")
         want = parse_general(stripped, ref) if stripped else None
         assert got == want, line
-        fast += bool(stripped) and _FAST.match(stripped) is not None
+        fast += bool(stripped) and FAST_HEADER.match(stripped) is not None
     assert fast > 5000  # the corpus did exercise the fast path
+
+
+def test_parser_session_lane_changes_nothing() -> None:
+    """LogParser.feed's shortcut for smtpd session lines gives the events and session state
+    that parse_header + the general dispatch give, on the same mutated corpus."""
+    from datetime import UTC
+
+    from relayguard.relay import log_patterns as P
+    from relayguard.relay.log_parser import LogParser
+
+    ref = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
+    fast, slow = LogParser("r", deliveries=True), LogParser("r", deliveries=True)
+    got, want = [], []
+    odd = ["Nov 29 10:15:02 sasl_method= postfix/smtpd[1]: ",  # empty message
+           "Feb 30 10:15:02 mx postfix/smtpd[1]: connect from a[192.0.2.1]"]  # no such day
+    for i, line in enumerate([*_corpus(), *odd]):
+        got += fast.feed(line, ref, str(i)) + fast.pop_deliveries()  # type: ignore[operator]
+        if P.may_matter(line):
+            h = parse_header(line, ref)
+            if h is not None:
+                want += slow._dispatch(h, str(i)) + slow.pop_deliveries()  # type: ignore[operator]
+        assert fast._sessions == slow._sessions, line
+    assert got == want
+    assert len(got) > 500
