@@ -119,24 +119,25 @@ class QueueUsers:
         self.max_entries = max_entries
         self.max_age_s = max_age_s
         self.stats = QueueStats()
-        self._ids: OrderedDict[str, Queued] = OrderedDict()
+        self._ids: OrderedDict[tuple[str, str], Queued] = OrderedDict()
         self._latest = float("-inf")
+        self._ops = 0
 
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, qid: str, user: str, t: float) -> None:
+    def add(self, qid: tuple[str, str], user: str, t: float) -> None:
         ids = self._ids
         if qid in ids:
             del ids[qid]  # a reused short queue id: the newest submission owns it
         ids[qid] = Queued(user, t)
         self.stats.remembered += 1
-        while len(ids) > self.max_entries:
+        if len(ids) > self.max_entries:
             ids.popitem(last=False)
             self.stats.evicted_full += 1
         self._expire(t)
 
-    def touch(self, qid: str, t: float) -> Queued | None:
+    def touch(self, qid: tuple[str, str], t: float) -> Queued | None:
         """The entry of this queue id (marked as seen now), None when unknown or too old."""
         self._expire(t)
         q = self._ids.get(qid)
@@ -148,9 +149,14 @@ class QueueUsers:
         self._ids.move_to_end(qid)
         return q
 
-    def _expire(self, t: float) -> None:
+    def _expire(self, t: float, every: int = 64) -> None:
+        """Drop ids untouched for max_age_s; the sweep runs every `every` calls (an id may
+        outlive its age by that many lines; a sweep after a quiet spell is a few pops)."""
         if t > self._latest:
             self._latest = t
+        self._ops += 1
+        if self._ops % every:
+            return
         limit = self._latest - self.max_age_s
         ids = self._ids
         while ids:

@@ -406,9 +406,9 @@ class LogParser:
                            tls)
 
 
-def _queue_key(prog: str, qid: str) -> str:
+def _queue_key(prog: str, qid: str) -> tuple[str, str]:
     """Queue ids are per Postfix instance ("postfix-out/smtp" is instance "postfix-out")."""
-    return f"{prog.split('/', 1)[0]}/{qid}"
+    return prog.partition("/")[0], qid
 
 
 def _hash(line: str) -> str:

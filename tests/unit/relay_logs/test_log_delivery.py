@@ -129,12 +129,14 @@ Nov 29 10:15:07 mx1 postfix/smtp[2010]: 7A7A7A7A7A: to=<z@d.example>, relay=x[19
 def test_queue_ids_are_bounded_by_count_and_age() -> None:
     q = QueueUsers(max_entries=3, max_age_s=100)
     for i in range(5):
-        q.add(f"Q{i}", "u", 1000.0 + i)
+        q.add(("p", f"Q{i}"), "u", 1000.0 + i)
     assert len(q) == 3 and q.stats.evicted_full == 2
-    assert q.touch("Q0", 1005) is None and q.touch("Q2", 1005) is not None
-    q.add("Q9", "u", 1006)  # Q3 is now the least recently touched
-    assert q.touch("Q3", 1006) is None and q.stats.evicted_full == 3
-    assert q.touch("Q2", 1200) is None  # untouched for 195 s > 100 s
+    assert q.touch(("p", "Q0"), 1005) is None and q.touch(("p", "Q2"), 1005) is not None
+    q.add(("p", "Q9"), "u", 1006)  # Q3 is now the least recently touched
+    assert q.touch(("p", "Q3"), 1006) is None and q.stats.evicted_full == 3
+    for _ in range(64):  # the age sweep runs every 64 calls
+        q.touch(("p", "none"), 1200)
+    assert q.touch(("p", "Q2"), 1200) is None  # untouched for 195 s > 100 s
     assert len(q) == 0 and q.stats.evicted_age == 3
 
 
