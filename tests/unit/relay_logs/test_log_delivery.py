@@ -229,3 +229,17 @@ def test_password_hash_never_holds_the_password() -> None:
         "Password mismatch", "sha1:f3bbbd66")
     assert "hunter2" not in str(P.password_hash("x (given password: hunter2)"))
     assert P.password_hash("Password mismatch (SHA1 of given password: XYZ)")[1] is None
+
+
+def test_journal_entries_give_the_same_delivery_events() -> None:
+    """`hook journal` hands the parser split entries (SYSLOG_IDENTIFIER, pid, MESSAGE)."""
+    p = parser()
+    p.feed_entry(REF, "postfix/submission/smtpd", 2001,
+                 "4D2F81E0A3: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=bob",
+                 "s1")
+    p.feed_entry(REF + 1, "postfix/smtp", 2010,
+                 "4D2F81E0A3: to=<a@gone.example>, relay=x[192.0.2.9]:25, delay=1, "
+                 "delays=0/0/0/1, dsn=5.1.1, status=bounced (550 no)", "s2")
+    [e] = p.pop_deliveries()
+    assert (e.user, e.queue_id, e.status, e.event_id, e.event_time) == (
+        "bob", "4D2F81E0A3", "bounced", "postfix-delivery:relay-d1:s2", REF + 1)
