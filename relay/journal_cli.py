@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from relayguard.relay.follower_options import follower_options
 from relayguard.relay.journal_follower import DEFAULT_UNITS
 
 log = logging.getLogger(__name__)
@@ -22,22 +23,16 @@ log = logging.getLogger(__name__)
               help="systemd unit whose entries are read (repeat for several); as journalctl -u")
 @click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="read the journal files in this directory instead of the system journal")
-@click.option("--relay-id", default=None, help="this relay's id [default: RELAYGUARD_RELAY_ID]")
-@click.option("--bootstrap", default=None,
-              help="Kafka bootstrap servers [default: RELAYGUARD_BOOTSTRAP_SERVERS]")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where the journal cursor is kept [default: DATA_DIR/journal-checkpoints]")
-@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="disk spool while Kafka is down [default: DATA_DIR/journal-spool]")
-@click.option("--from-start/--from-end", default=False, show_default=True,
-              help="where to begin when no cursor is saved yet")
+@follower_options(name="journal", kept="where the journal cursor is kept",
+                  begin="when no cursor is saved yet")
 @click.option("--journalctl", default="journalctl", show_default=True,
               help="the journalctl program to run")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT",
               help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None,
             bootstrap: str | None, checkpoint_dir: Path | None, spool_dir: Path | None,
-            from_start: bool, journalctl: str, metrics_listen: str | None) -> None:
+            from_start: bool, deliveries: bool, sent_deliveries: bool, journalctl: str,
+            metrics_listen: str | None) -> None:
     """Follow the systemd journal for the mail units and publish SMTP AUTH login events.
 
     Reads `journalctl --follow --output=json` for the units (Postfix, Dovecot, Exim), parses
@@ -56,12 +51,14 @@ def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None
         checkpoint_dir=checkpoint_dir or data_dir / "journal-checkpoints",
         spool_dir=spool_dir or data_dir / "journal-spool",
         from_end=not from_start, journalctl=journalctl, metrics_listen=metrics_listen,
+        deliveries=deliveries, sent_deliveries=sent_deliveries,
     ))
 
 
 async def _run(*, units: list[str], directory: Path | None, relay_id: str, bootstrap: str,
                topic: str, checkpoint_dir: Path, spool_dir: Path, from_end: bool,
-               journalctl: str, metrics_listen: str | None = None) -> None:
+               journalctl: str, metrics_listen: str | None = None, deliveries: bool = True,
+               sent_deliveries: bool = False) -> None:
     from relayguard.relay.checkpoint import CursorStore
     from relayguard.relay.journal_follower import JournalFollower
     from relayguard.relay.log_parser import LogParser
@@ -72,7 +69,8 @@ async def _run(*, units: list[str], directory: Path | None, relay_id: str, boots
     key = str(directory.resolve()) if directory is not None else "system"
     producer = EventProducer(bootstrap, topic, spool_dir)
     from relayguard.foundation.settings import load_settings  # RELAYGUARD_USER_NAMES
-    parser = LogParser(relay_id, user_names=load_settings().user_names)
+    parser = LogParser(relay_id, user_names=load_settings().user_names, deliveries=deliveries,
+                       sent_deliveries=sent_deliveries)
     follower = JournalFollower(parser, producer, CursorStore(checkpoint_dir, key),
                                units=units, directory=directory, from_end=from_end,
                                journalctl=journalctl)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from relayguard.relay.checkpoint import CursorStore
 from relayguard.relay.journal_entry import parse_entry
-from relayguard.relay.log_follower import Publisher
+from relayguard.relay.log_delivery import DeliveryEvent
+from relayguard.relay.log_follower import Publisher, check_publisher, publish_any
 from relayguard.relay.log_parser import LogParser
 from relayguard.stream.records import Event
 
@@ -64,6 +65,7 @@ class JournalFollower:
         restart_delay: float = 2.0,
     ) -> None:
         self.parser = parser
+        check_publisher(parser, publisher)
         self.publisher = publisher
         self.cursors = cursors
         self.units = tuple(units)
@@ -202,11 +204,15 @@ class JournalFollower:
                                                 entry.message, entry.entry_id):
                 if not await self._hand_over(event):
                     return  # stopping while refused: the cursor stays before this entry
+            if self.parser.deliveries:
+                for delivery in self.parser.pop_deliveries():
+                    if not await self._hand_over(delivery):
+                        return  # as above (the queue id map is gone after a restart anyway)
         self._cursor = entry.cursor
 
-    async def _hand_over(self, event: Event) -> bool:
+    async def _hand_over(self, event: Event | DeliveryEvent) -> bool:
         while True:
-            ok = await self.publisher.publish(event)
+            ok = await publish_any(self.publisher, event)
             if ok is None or ok:
                 self.stats.events += 1
                 return True

@@ -8,6 +8,10 @@ checkpoints are saved (relay.checkpoint), so a restart resumes exactly after the
 handed-over line. Event ids come from relay id + file identity + byte offset, so the lines
 replayed after a crash between hand-off and save give the same ids and consumers drop them.
 
+With a parser made with deliveries=True (what `hook tail` uses), Postfix delivery outcomes become
+`delivery` events too (relay.log_delivery); they are handed to the publisher's publish_raw()
+(EventProducer has it) with the same retry and checkpoint rules.
+
 Back-pressure: if the publisher refuses an event (returns False: its spool is full), the follower
 retries that event until it is taken and reads nothing more meanwhile; no line is skipped.
 """
@@ -21,10 +25,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from relayguard.relay.checkpoint import CheckpointStore, FilePosition
 from relayguard.relay.file_tail import FileTail, Line
+from relayguard.relay.log_delivery import DeliveryEvent, delivery_key, encode_delivery
 from relayguard.relay.log_order import merge_by_time
 from relayguard.relay.log_parser import LogParser
 from relayguard.stream.records import Event
@@ -38,10 +43,33 @@ class Publisher(Protocol):
     async def publish(self, event: Event) -> bool | None: ...
 
 
+@runtime_checkable
+class RawPublisher(Protocol):
+    """What delivery events need (the core's codec does not know them yet): a keyed record."""
+
+    def publish_raw(self, key: bytes, value: bytes) -> bool: ...
+
+
+async def publish_any(publisher: Publisher, event: Event | DeliveryEvent) -> bool | None:
+    """Hand one event over: login/send events through publish(), delivery events as raw
+    records (checked at start-up by check_publisher)."""
+    if isinstance(event, DeliveryEvent):
+        assert isinstance(publisher, RawPublisher)
+        return publisher.publish_raw(delivery_key(event), encode_delivery(event))
+    return await publisher.publish(event)
+
+
+def check_publisher(parser: LogParser, publisher: Publisher) -> None:
+    if parser.deliveries and not isinstance(publisher, RawPublisher):
+        raise TypeError("a parser with deliveries=True needs a publisher with publish_raw() "
+                        "(relay.producer.EventProducer)")
+
+
 @dataclass(slots=True)
 class FollowerStats:
     lines: int = 0
-    events: int = 0
+    events: int = 0  # all handed over, delivery events included
+    deliveries: int = 0
     refusals: int = 0  # publish() said no; the event was retried
     checkpoints: int = 0
 
@@ -59,6 +87,7 @@ class LogFollower:
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        check_publisher(parser, publisher)
         self.parser = parser
         self.publisher = publisher
         self.checkpoints = checkpoints
@@ -99,6 +128,11 @@ class LogFollower:
             for event in self.parser.feed(line.text, self.clock(), line.line_id):
                 await self._hand_over(event)
                 handed += 1
+            if self.parser.deliveries:
+                for delivery in self.parser.pop_deliveries():
+                    await self._hand_over(delivery)
+                    self.stats.deliveries += 1
+                    handed += 1
         for tail in self._tails:
             self._save(tail, tail.position())
         return handed
@@ -120,9 +154,9 @@ class LogFollower:
         for tail in self._tails:
             tail.close()
 
-    async def _hand_over(self, event: Event) -> None:
+    async def _hand_over(self, event: Event | DeliveryEvent) -> None:
         while True:
-            ok = await self.publisher.publish(event)
+            ok = await publish_any(self.publisher, event)
             if ok is None or ok:
                 self.stats.events += 1
                 return

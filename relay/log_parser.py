@@ -27,9 +27,18 @@ What counts as a login (documented decision):
   per smtpd process (needs smtpd_tls_loglevel >= 1); sessions without it carry tls_protocol=None.
   Dovecot logs only that TLS was used: tls_protocol="TLS".
 
+- Password hashes: with Dovecot's ``auth_verbose_passwords = sha1:N`` its verdicts end in
+  ``(SHA1 of given password: <hex>)``; the Postfix failure the verdict joins gets
+  password_hash="sha1:<hex>" (``= plain`` logs the password itself: it is hashed here to
+  sha1:<8 hex> and never copied). Lines without a verdict carry no hash.
+- Delivery outcomes (deliveries=True, as `hook tail` / `hook journal` run it): see
+  relay.log_delivery; taken with pop_deliveries() after each feed.
+
 Speed: `feed` first asks log_patterns.may_matter (a few substring tests), so the many lines that
-cannot matter never reach header parsing; Dovecot verdicts are kept per client IP and found by
-key.
+cannot matter (queue manager, cleanup, status=sent deliveries, imap sessions) never reach header
+parsing; log_header parses the common RFC 3164 header with one regex and turns each distinct
+stamp into seconds once; Dovecot verdicts are kept per client IP and found by key; user names
+and IPs are canonicalised through small bounded caches.
 """
 
 from __future__ import annotations
@@ -40,13 +49,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 
 from relayguard.relay import log_patterns as P
-from relayguard.relay.log_header import Header, parse_header
+from relayguard.relay.log_delivery import (
+    DELIVERY_AGENTS,
+    MAX_REPORTS_PER_QUEUE_ID,
+    PF_DELIVERY,
+    PF_EXPIRED,
+    DeliveryEvent,
+    QueueUsers,
+    recipient_domain,
+)
+from relayguard.relay.log_header import (
+    FAST_HEADER,
+    LEVEL_INITIALS,
+    MAX_LINE_CHARS,
+    Header,
+    parse_header,
+    rfc3164_seconds,
+)
 from relayguard.stream.records import LoginEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user_or_none
 
 DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the one Postfix reports
 EXIM_SUCCESS_DEDUP_S = 300.0
 VERDICTS_PER_IP = 8  # a burst from one IP needs only its latest few verdicts
+NAME_CACHE = 8192
+_MISSING = object()
 MAX_ATTEMPTS_PER_LINE = 20  # "(auth failed, 5000 attempts ...)" does not become 5000 events
 
 
@@ -64,6 +91,7 @@ class _Verdict:
     time: float
     user: str
     reason: str
+    password_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,18 +101,46 @@ class LogParser:
     max_sessions: int = 4096
     max_verdicts: int = 1024  # client IPs with remembered Dovecot verdicts
     user_names: UserNameMode = DEFAULT_USER_NAMES  # RELAYGUARD_USER_NAMES (stream/user_names.py)
+    # Delivery outcomes (relay.log_delivery): off by default (replay wants logins only); the
+    # followers turn them on and take them with pop_deliveries() after each feed.
+    deliveries: bool = False
+    sent_deliveries: bool = False  # also status=sent (one event per delivered recipient)
+    queue: QueueUsers = field(default_factory=QueueUsers)
+    _pending: list[DeliveryEvent] = field(default_factory=list)
     _sessions: OrderedDict[tuple[str, int], _Session] = field(default_factory=OrderedDict)
     _verdicts: OrderedDict[str, list[_Verdict]] = field(default_factory=OrderedDict)
     _exim_seen: OrderedDict[tuple[int | None, str, str], float] = field(
         default_factory=OrderedDict)
+    _names: dict[str, str | None] = field(default_factory=dict)  # see _user()
+
+    def _user(self, name: str | None) -> str | None:
+        """canonical_user_or_none of the (at most 320 chars of the) name, cached: the same few
+        thousand users come back on every line. Cleared when full, so it stays bounded."""
+        if not name:
+            return None
+        got = self._names.get(name, _MISSING)
+        if got is _MISSING:
+            if len(self._names) >= NAME_CACHE:
+                self._names.clear()
+            got = self._names[name] = canonical_user_or_none(name[:320], self.user_names)
+        return got  # type: ignore[return-value]
 
     def feed(
         self, line: str, reference_time: float, line_id: str | None = None
     ) -> list[LoginEvent]:
         """Events in this line. `line_id` (file identity + offset) makes event ids replay-stable;
         without it the id is a hash of the line text."""
-        if not P.may_matter(line):
+        if not P.may_matter(line) and not (self.sent_deliveries and "status=sent" in line):
             return []
+        f = FAST_HEADER.match(line)
+        if f is not None:  # smtpd session lines (a third of what passes) need no Header
+            stamp, prog, pid = f.groups()
+            if ((prog.endswith("/smtpd") or prog == "smtpd") and not prog.startswith("exim")
+                    and "\n" not in line and line[-1] != "\r" and len(line) <= MAX_LINE_CHARS
+                    and line[f.end():f.end() + 1] not in LEVEL_INITIALS
+                    and rfc3164_seconds(stamp, int(reference_time // 3600), self.tz) is not None
+                    and self._session_line(prog, int(pid), line[f.end():])):
+                return []  # exactly what parse_header + _postfix would have done
         h = parse_header(line, reference_time, self.tz)
         if h is None:
             return []
@@ -94,7 +150,7 @@ class LogParser:
                    entry_id: str) -> list[LoginEvent]:
         """Events in one already split record (a journal entry: SYSLOG_IDENTIFIER, pid,
         MESSAGE). `entry_id` makes event ids stable (the journal cursor's seqnum part)."""
-        if not P.may_matter(message):
+        if not P.may_matter(message) and not (self.sent_deliveries and "status=sent" in message):
             return []
         msg = message.rstrip("\r\n")
         if prog == "dovecot" and msg[:1].isalnum():
@@ -116,21 +172,33 @@ class LogParser:
             h = Header(time, prog, pid, msg)
         return self._dispatch(h, entry_id)
 
+    def pop_deliveries(self) -> list[DeliveryEvent]:
+        """Delivery events found since the last call (only with deliveries=True)."""
+        if not self._pending:
+            return []
+        out, self._pending = self._pending, []
+        return out
+
     def _dispatch(self, h: Header, base: str) -> list[LoginEvent]:
         prog = h.prog
-        if prog.endswith("smtpd") and prog.rsplit("/", 1)[-1] == "smtpd":
+        if prog.endswith("/smtpd") or prog == "smtpd":
             ev = self._postfix(h, base)
         elif prog.startswith("exim"):
             ev = self._exim(h, base)
         elif prog in ("dovecot", "auth") or prog.startswith(("dovecot/", "dovecot-")):
             return self._dovecot(h, base)
+        elif self.deliveries and "/" in prog:
+            self._delivery(h, base)
+            return []
         else:
             ev = None
         return [] if ev is None else [ev]
 
     # -- Postfix ------------------------------------------------------------------------------
     def _session(self, h: Header) -> _Session:
-        key = (h.prog, h.pid or 0)
+        return self._session_of((h.prog, h.pid or 0))
+
+    def _session_of(self, key: tuple[str, int]) -> _Session:
         s = self._sessions.get(key)
         if s is None:
             s = self._sessions[key] = _Session()
@@ -140,21 +208,27 @@ class LogParser:
             self._sessions.move_to_end(key)
         return s
 
-    def _postfix(self, h: Header, base: str) -> LoginEvent | None:
-        msg = h.msg
+    def _session_line(self, prog: str, pid: int, msg: str) -> bool:
+        """An smtpd connect / disconnect / TLS line: session state only. False: not one."""
         if msg.startswith("connect from "):
-            s = self._session(h)
+            s = self._session_of((prog, pid))
             s.client_ip = P.client_ip(msg)
             s.tls_protocol, s.success_sent = None, False
-            return None
+            return True
         if msg.startswith("disconnect from "):
-            s = self._session(h)
+            s = self._session_of((prog, pid))
             s.client_ip, s.tls_protocol, s.success_sent = None, None, False
-            return None
+            return True
         m = P.PF_TLS.match(msg) if "TLS connection established" in msg else None
         if m:
-            s = self._session(h)
+            s = self._session_of((prog, pid))
             s.client_ip, s.tls_protocol = P.clean_ip(m["ip"]), m["proto"]
+            return True
+        return False
+
+    def _postfix(self, h: Header, base: str) -> LoginEvent | None:
+        msg = h.msg
+        if self._session_line(h.prog, h.pid or 0, msg):
             return None
         m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:
@@ -163,14 +237,17 @@ class LogParser:
                 return None
             user = P.clean_user(m["user"])
             reason = P.postfix_reason(m["reason"].strip())
+            pw_hash = None
             if reason == "bad_credentials":
                 v = self._take_verdict(ip, user, h.time)
                 if v is not None:
-                    user, reason = v.user, v.reason
+                    user, reason, pw_hash = v.user, v.reason, v.password_hash
             return self._event(h, base, "postfix-log", user, ip, False, m["mech"], reason,
-                               self._tls(h, ip))
+                               self._tls(h, ip), pw_hash)
         m = P.PF_CLIENT.match(msg) if "sasl_method=" in msg else None
         if m and m["user"]:
+            if self.deliveries:
+                self._remember_queue_id(h, m["qid"], m["user"])
             ip = P.clean_ip(m["ip"])
             s = self._session(h)
             if ip is None:
@@ -190,14 +267,14 @@ class LogParser:
         return s.tls_protocol if s is not None and s.client_ip == ip else None
 
     def _event(self, h: Header, base: str, source: str, user: str | None, ip: str, ok: bool,
-               mech: str | None, reason: str | None, tls: str | None) -> LoginEvent:
+               mech: str | None, reason: str | None, tls: str | None,
+               password_hash: str | None = None) -> LoginEvent:
         return LoginEvent(
             event_id=_event_id(source, self.relay_id, base), event_time=h.time,
-            relay_id=self.relay_id, user=canonical_user_or_none(user[:320] if user else None,
-                                                                self.user_names),
+            relay_id=self.relay_id, user=self._user(user),
             client_ip=ip, success=ok,
             tls_protocol=tls, sasl_mechanism=mech.upper()[:64] if mech else None,
-            failure_reason=reason, source=source,
+            failure_reason=reason, source=source, password_hash=password_hash,
         )
 
     # -- Dovecot ------------------------------------------------------------------------------
@@ -210,7 +287,7 @@ class LogParser:
         found = P.dovecot_verdict(msg)
         if found is None:
             return []
-        user, ip_text, reason = found
+        user, ip_text, reason, pw_hash = found
         ip = P.clean_ip(ip_text)
         if ip is None or not user:
             return []
@@ -221,7 +298,7 @@ class LogParser:
                 self._verdicts.popitem(last=False)
         else:
             self._verdicts.move_to_end(ip)
-        vs.append(_Verdict(h.time, user, reason))
+        vs.append(_Verdict(h.time, user, reason, pw_hash))
         if len(vs) > VERDICTS_PER_IP:
             del vs[0]
         return []
@@ -255,6 +332,46 @@ class LogParser:
         return [self._event(h, base if i == 0 else f"{base}#{i}", "dovecot-log", user, ip,
                             False, m["mech"], "bad_credentials", tls) for i in range(n)]
 
+    # -- Postfix delivery outcomes (relay.log_delivery) ------------------------------------------
+    def _remember_queue_id(self, h: Header, qid: str, user: str) -> None:
+        name = self._user(user)
+        if name is not None:
+            self.queue.add(_queue_key(h.prog, qid), name, h.time)
+
+    def _delivery(self, h: Header, base: str) -> None:
+        prog, msg = h.prog, h.msg
+        agent = prog.rsplit("/", 1)[-1]
+        if agent == "qmgr":
+            m = PF_EXPIRED.match(msg) if "status=expired" in msg else None
+            if m:
+                self._outcome(h, base, m["qid"], "expired", None, None)
+            return
+        if agent not in DELIVERY_AGENTS or "status=" not in msg:
+            return
+        m = PF_DELIVERY.match(msg)
+        if m is None:
+            return
+        status = m["status"]
+        if status == "sent" and not self.sent_deliveries:
+            return
+        self._outcome(h, base, m["qid"], status, recipient_domain(m["rcpt"]), m["dsn"])
+
+    def _outcome(self, h: Header, base: str, qid: str, status: str, domain: str | None,
+                 dsn: str | None) -> None:
+        q = self.queue.touch(_queue_key(h.prog, qid), h.time)
+        if q is None:
+            return
+        if (status == "deferred" and q.deferred) or q.reports >= MAX_REPORTS_PER_QUEUE_ID:
+            self.queue.stats.suppressed += 1
+            return
+        if status == "deferred":
+            q.deferred = True
+        q.reports += 1
+        self._pending.append(DeliveryEvent(
+            event_id=_event_id("postfix-delivery", self.relay_id, base), event_time=h.time,
+            relay_id=self.relay_id, user=q.user, queue_id=qid, status=status,
+            recipient_domain=domain, dsn=dsn))
+
     # -- Exim ---------------------------------------------------------------------------------
     def _exim(self, h: Header, base: str) -> LoginEvent | None:
         m = P.EXIM_FAIL.match(h.msg)
@@ -287,6 +404,11 @@ class LogParser:
         tls = P.exim_tls_protocol(x["proto"]) if x else None
         return self._event(h, base, "exim-log", user, ip, True, P.exim_mechanism(a["auth"]), None,
                            tls)
+
+
+def _queue_key(prog: str, qid: str) -> tuple[str, str]:
+    """Queue ids are per Postfix instance ("postfix-out/smtp" is instance "postfix-out")."""
+    return prog.partition("/")[0], qid
 
 
 def _hash(line: str) -> str:

@@ -5,6 +5,7 @@ Messages here are what follows the ``prog[pid]: `` tag (see relay.log_header).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 
@@ -23,6 +24,9 @@ PREFILTER = (
     "invalid credentials",  # Dovecot LDAP (auth_bind)
     "pam_authenticate",  # Dovecot PAM
     "submission-login",  # Dovecot submission service: a relay of its own
+    "status=bounced",  # Postfix delivery outcomes (relay.log_delivery); status=sent is
+    "status=deferred",  # only let through when sent deliveries are wanted
+    "status=expired",
 )
 
 
@@ -34,7 +38,9 @@ def may_matter(text: str) -> bool:
             or "connect from " in text or "TLS connection established" in text
             or "authenticator failed" in text or " A=" in text or "mismatch" in text
             or "nknown user" in text or "invalid credentials" in text
-            or "pam_authenticate" in text or "submission-login" in text)
+            or "pam_authenticate" in text or "submission-login" in text
+            or "status=bounced" in text or "status=deferred" in text
+            or "status=expired" in text)
 
 
 # host[ip] or host[ip]:port (smtpd_client_port_logging); IPv6 may come as [2001:db8::1] or
@@ -53,7 +59,8 @@ PF_AUTH_FAIL = re.compile(
 )
 # QID: client=host[ip][:port], sasl_method=M, sasl_username=U[, sasl_sender=S][, orig_...]
 PF_CLIENT = re.compile(
-    r"[0-9A-Za-z]{5,20}: client=" + _HOST + r", sasl_method=(?P<mech>[A-Za-z0-9_-]{1,40}), "
+    r"(?P<qid>[0-9A-Za-z]{5,20}): client=" + _HOST
+    + r", sasl_method=(?P<mech>[A-Za-z0-9_-]{1,40}), "
     r"sasl_username=(?P<user>[^,\s][^,]*?)(?:, [a-z_]+=.*)?$"
 )
 _CONNECT = re.compile(r"(?:dis)?connect from " + _HOST)
@@ -87,12 +94,36 @@ DOVECOT_VERDICTS = {
 _PAM = "pam_authenticate() failed: "
 
 
-def dovecot_verdict(msg: str) -> tuple[str, str, str] | None:
-    """(user, ip text, failure_reason) of a Dovecot auth verdict line, else None."""
+# auth_verbose_passwords = sha1[:N] appends "(SHA1 of given password: <hex>)" to the verdict,
+# = plain "(given password: <text>)" (Dovecot 2.3 auth-request.c, seen on 2.3.19).
+_GIVEN_SHA1 = re.compile(r" \(SHA1 of given password: (?P<hex>[0-9a-f]{1,40})\)$")
+_GIVEN_PLAIN = " (given password: "
+PLAIN_HASH_HEX = 8  # a logged plain password becomes sha1:<8 hex>; never the password itself
+
+
+def password_hash(what: str) -> tuple[str, str | None]:
+    """The verdict text without Dovecot's given-password suffix, and the login event's
+    password_hash ("sha1:<hex>", the truncated SHA-1 Dovecot logged) or None."""
+    if not what.endswith(")"):
+        return what, None
+    m = _GIVEN_SHA1.search(what)
+    if m:
+        return what[:m.start()], "sha1:" + m["hex"]
+    i = what.rfind(_GIVEN_PLAIN)
+    if i < 0:
+        return what, None
+    given = what[i + len(_GIVEN_PLAIN):-1]  # the password may hold "(", ")" and ": "
+    digest = hashlib.sha1(given.encode("utf-8", "surrogateescape")).hexdigest()
+    return what[:i], "sha1:" + digest[:PLAIN_HASH_HEX]
+
+
+def dovecot_verdict(msg: str) -> tuple[str, str, str, str | None] | None:
+    """(user, ip text, failure_reason, password hash) of a Dovecot auth verdict line, else
+    None."""
     m = DOVECOT_REQUEST.match(msg)
     if m is None:
         return None
-    what = m["what"]
+    what, pw_hash = password_hash(m["what"])
     skip = _DOVECOT_LEVEL_OR_DB.match(what)
     if skip:
         what = what[skip.end():]
@@ -105,7 +136,7 @@ def dovecot_verdict(msg: str) -> tuple[str, str, str] | None:
         reason = DOVECOT_VERDICTS.get(key)
         if reason is None:
             return None
-    return m["user"], m["ip"], reason
+    return m["user"], m["ip"], reason, pw_hash
 
 
 # Dovecot login processes: "Login: user=<u>, method=M, rip=IP, lip=..., TLS, session=<..>" (2.3),
@@ -160,10 +191,25 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
+_IPS: dict[str, str | None] = {}  # clean_ip's answers; cleared when full, so bounded
+_IP_CACHE = 8192
+
+
 def clean_ip(text: str | None) -> str | None:
-    """A normalised IP address, or None for anything that is not one."""
+    """A normalised IP address, or None for anything that is not one (cached: a pure
+    function of the text, and the same clients come back line after line)."""
     if not text:
         return None
+    got = _IPS.get(text, "")
+    if got != "":
+        return got
+    if len(_IPS) >= _IP_CACHE:
+        _IPS.clear()
+    got = _IPS[text] = _clean_ip(text)
+    return got
+
+
+def _clean_ip(text: str) -> str | None:
     if _V4.fullmatch(text):
         return text  # canonical dotted quad: the common case, without ipaddress's cost
     if text[:5].lower() == "ipv6:":

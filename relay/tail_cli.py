@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from relayguard.relay.follower_options import follower_options
+
 log = logging.getLogger(__name__)
 
 
@@ -52,23 +54,17 @@ def _zone(name: str) -> tzinfo:
 
 @click.command("tail")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--relay-id", default=None, help="this relay's id [default: RELAYGUARD_RELAY_ID]")
-@click.option("--bootstrap", default=None,
-              help="Kafka bootstrap servers [default: RELAYGUARD_BOOTSTRAP_SERVERS]")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where file positions are kept [default: DATA_DIR/tail-checkpoints]")
-@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="disk spool while Kafka is down [default: DATA_DIR/tail-spool]")
-@click.option("--from-start/--from-end", default=False, show_default=True,
-              help="where to begin in a file that has no checkpoint yet")
+@follower_options(name="tail", kept="where file positions are kept",
+                  begin="in a file that has no checkpoint yet")
 @click.option("--timezone", "tz_name", default="local", show_default=True,
               help="zone of log stamps without an offset (RFC 3164, Exim): IANA name or UTC")
 @click.option("--poll-interval", default=0.2, show_default=True, type=float)
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT",
               help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
-         checkpoint_dir: Path | None, spool_dir: Path | None, from_start: bool, tz_name: str,
-         poll_interval: float, metrics_listen: str | None) -> None:
+         checkpoint_dir: Path | None, spool_dir: Path | None, from_start: bool,
+         deliveries: bool, sent_deliveries: bool, tz_name: str, poll_interval: float,
+         metrics_listen: str | None) -> None:
     """Follow Postfix/Dovecot/Exim mail logs (FILE...) and publish SMTP AUTH login events.
 
     Survives log rotation (rename or copytruncate) and restarts: positions are checkpointed
@@ -90,14 +86,15 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
         tz=tz,
         poll_interval=poll_interval,
         kafka_options=aiokafka_options(settings.kafka),
-        metrics_listen=metrics_listen,
+        metrics_listen=metrics_listen, deliveries=deliveries, sent_deliveries=sent_deliveries,
     ))
 
 
 async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
                checkpoint_dir: Path, spool_dir: Path, from_end: bool, tz: tzinfo,
                poll_interval: float, kafka_options: dict[str, Any] | None = None,
-               metrics_listen: str | None = None) -> None:
+               metrics_listen: str | None = None, deliveries: bool = True,
+               sent_deliveries: bool = False) -> None:
     from relayguard.relay.checkpoint import CheckpointStore
     from relayguard.relay.log_follower import LogFollower
     from relayguard.relay.log_parser import LogParser
@@ -109,8 +106,9 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
     throttle_aiokafka_logs()  # one aiokafka line every few seconds during an outage
     producer = EventProducer(bootstrap, topic, spool_dir, kafka_options=kafka_options)
     from relayguard.foundation.settings import load_settings  # RELAYGUARD_USER_NAMES
-    follower = LogFollower(files, LogParser(relay_id, tz=tz,
-                                            user_names=load_settings().user_names), producer,
+    parser = LogParser(relay_id, tz=tz, user_names=load_settings().user_names,
+                       deliveries=deliveries, sent_deliveries=sent_deliveries)
+    follower = LogFollower(files, parser, producer,
                            CheckpointStore(checkpoint_dir), from_end=from_end,
                            poll_interval=poll_interval)
     loop = asyncio.get_running_loop()
@@ -128,4 +126,8 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
         await producer.stop()
         await metrics.stop()
         s = follower.stats
-        log.info("tail: stopped after %d lines, %d events", s.lines, s.events)
+        q = parser.queue.stats
+        log.info("tail: stopped after %d lines, %d events (%d delivery events; queue ids: %d "
+                 "remembered, %d evicted full, %d evicted by age, %d delivery lines of unknown "
+                 "ids)", s.lines, s.events, s.deliveries, q.remembered, q.evicted_full,
+                 q.evicted_age, q.unattributed)

@@ -322,3 +322,54 @@ async def test_dovecot_log_named_after_the_mail_log_still_names_the_user(tmp_pat
     for path in (mail, dove):  # both positions saved after the hand-off
         pos = CheckpointStore(tmp_path / "ckpt").load(str(path))
         assert pos is not None and pos.offset == path.stat().st_size
+
+
+class RawListPublisher(ListPublisher):
+    """Also takes raw keyed records, as EventProducer.publish_raw does (refusing the first
+    `refuse_raw`)."""
+
+    def __init__(self, refuse_raw: int = 0) -> None:
+        super().__init__()
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.refuse_raw = refuse_raw
+
+    def publish_raw(self, key: bytes, value: bytes) -> bool:
+        if self.refuse_raw > 0:
+            self.refuse_raw -= 1
+            return False
+        self.raw.append((key, value))
+        return True
+
+
+BOUNCE = (
+    "Nov 29 10:15:02 mx1 postfix/submission/smtpd[7]: 4D2F81E0A3: client=unknown[192.0.2.7], "
+    "sasl_method=PLAIN, sasl_username=Eve\n"
+    "Nov 29 10:15:03 mx1 postfix/smtp[8]: 4D2F81E0A3: to=<x@dead.example>, relay=mx.dead."
+    "example[192.0.2.9]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (550 no)\n")
+
+
+async def test_delivery_events_are_published_raw_and_retried(tmp_path: Path) -> None:
+    import orjson
+
+    log = tmp_path / "maillog"
+    log.write_text(BOUNCE)
+    pub = RawListPublisher(refuse_raw=2)
+    f = LogFollower([log], LogParser("relay-t", deliveries=True), pub,
+                    CheckpointStore(tmp_path / "ckpt"), from_end=False, retry_interval=0.01,
+                    clock=lambda: REF)
+    assert await f.poll_once() == 2
+    assert pub.users() == ["eve"]  # the login, user canonical (RELAYGUARD_USER_NAMES)
+    [(key, value)] = pub.raw
+    d = orjson.loads(value)
+    assert key == d["user"].encode() == pub.users()[0].encode()  # type: ignore[union-attr]
+    assert (d["type"], d["status"], d["queue_id"], d["dsn"]) == (
+        "delivery", "bounced", "4D2F81E0A3", "5.1.1")
+    assert (f.stats.deliveries, f.stats.refusals, f.stats.events) == (1, 2, 2)
+
+
+def test_deliveries_need_a_raw_publisher(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="publish_raw"):
+        LogFollower([tmp_path / "x"], LogParser("r", deliveries=True), ListPublisher(),
+                    CheckpointStore(tmp_path / "ckpt"))

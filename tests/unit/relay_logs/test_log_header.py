@@ -155,3 +155,70 @@ def test_stamp_cache_keeps_zone_and_year_apart() -> None:
     c = parse_header("Nov 29 10:15:02 mx1 p[1]: x", ts(2027, 11, 1, 0, 0, 0))
     assert a is not None and b is not None and c is not None
     assert a.time - b.time == 3600 and c.time - a.time == 365 * 86400
+
+
+def _corpus() -> list[str]:
+    import random
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        from log_parser_bench import generate
+    finally:
+        sys.path.pop(0)
+    lines = generate(3000, 11)
+    samples = Path(__file__).parent / "samples"
+    for f in sorted(samples.glob("*.log")):
+        lines += f.read_text().splitlines()
+    rnd = random.Random(3)
+    edits = ["", " ", ":", "<2.6> ", "mail.info ", "exim", "[1]", "[x]", "Info: ", ".123",
+             "\t", "auth: ", "Error: ", "[12345678901]", "\r", "\n"]
+    out = []
+    for line in lines[:4000]:
+        out.append(line)
+        for _ in range(3):
+            i = rnd.randrange(len(line) + 1)
+            out.append(line[:i] + rnd.choice(edits) + line[i + rnd.randrange(3):])
+    return out
+
+
+def test_fast_path_gives_what_the_general_path_gives() -> None:
+    from datetime import UTC
+
+    from relayguard.relay.log_header import FAST_HEADER, parse_general
+
+    ref = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
+    fast = 0
+    for line in _corpus():
+        got = parse_header(line, ref)
+        stripped = line.rstrip("\r\n")
+        want = parse_general(stripped, ref) if stripped else None
+        assert got == want, line
+        fast += bool(stripped) and FAST_HEADER.match(stripped) is not None
+    assert fast > 5000  # the corpus did exercise the fast path
+
+
+def test_parser_session_lane_changes_nothing() -> None:
+    """LogParser.feed's shortcut for smtpd session lines gives the events and session state
+    that parse_header + the general dispatch give, on the same mutated corpus."""
+    from datetime import UTC
+
+    from relayguard.relay import log_patterns as P
+    from relayguard.relay.log_parser import LogParser
+
+    ref = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
+    fast, slow = LogParser("r", deliveries=True), LogParser("r", deliveries=True)
+    got, want = [], []
+    odd = ["Nov 29 10:15:02 sasl_method= postfix/smtpd[1]: ",  # empty message
+           "Feb 30 10:15:02 mx postfix/smtpd[1]: connect from a[192.0.2.1]"]  # no such day
+    for i, line in enumerate([*_corpus(), *odd]):
+        got += fast.feed(line, ref, str(i)) + fast.pop_deliveries()  # type: ignore[operator]
+        if P.may_matter(line):
+            h = parse_header(line, ref)
+            if h is not None:
+                want += slow._dispatch(h, str(i)) + slow.pop_deliveries()  # type: ignore[operator]
+        assert fast._sessions == slow._sessions, line
+    assert got == want
+    assert len(got) > 500

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -40,3 +42,44 @@ def test_local_zone_follows_tz(monkeypatch: pytest.MonkeyPatch) -> None:
     summer = datetime(2026, 7, 1, 12, tzinfo=berlin).utcoffset()
     winter = datetime(2026, 1, 1, 12, tzinfo=berlin).utcoffset()
     assert (summer, winter) == (timedelta(hours=2), timedelta(hours=1))  # DST rules kept
+
+
+def _opts(cmd: click.Command) -> dict[str, click.Parameter]:
+    return {p.name: p for p in cmd.params if p.name}
+
+
+def test_tail_and_journal_share_the_follower_options() -> None:
+    from relayguard.relay.journal_cli import journal
+
+    t, j = _opts(tail), _opts(journal)
+    for name in ("relay_id", "bootstrap", "checkpoint_dir", "spool_dir", "from_start",
+                 "deliveries", "sent_deliveries"):
+        assert t[name].opts == j[name].opts, name
+        assert t[name].default == j[name].default, name
+    assert isinstance(t["from_start"], click.Option) and t["from_start"].secondary_opts == [
+        "--from-end"]
+    help_t = CliRunner().invoke(tail, ["--help"], terminal_width=200).output
+    help_j = CliRunner().invoke(journal, ["--help"], terminal_width=200).output
+    assert "DATA_DIR/tail-checkpoints" in help_t and "DATA_DIR/tail-spool" in help_t
+    assert "DATA_DIR/journal-checkpoints" in help_j and "DATA_DIR/journal-spool" in help_j
+    assert "where the journal cursor is kept" in help_j
+    assert help_t.index("--relay-id") < help_t.index("--from-start")  # order as declared
+
+
+def test_follower_options_reach_the_command(tmp_path: Path) -> None:
+    from relayguard.relay.follower_options import follower_options
+
+    got: dict[str, object] = {}
+
+    @click.command()
+    @follower_options(name="x", kept="where x is kept", begin="somewhere")
+    def cmd(**kw: object) -> None:
+        got.update(kw)
+
+    r = CliRunner().invoke(cmd, ["--relay-id", "r1", "--bootstrap", "b:1", "--checkpoint-dir",
+                                 str(tmp_path / "c"), "--spool-dir", str(tmp_path / "s"),
+                                 "--from-start", "--no-deliveries", "--sent-deliveries"])
+    assert r.exit_code == 0, r.output
+    assert got == {"relay_id": "r1", "bootstrap": "b:1", "checkpoint_dir": tmp_path / "c",
+                   "spool_dir": tmp_path / "s", "from_start": True, "deliveries": False,
+                   "sent_deliveries": True}
