@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from relayguard.relay.lock_book import LockView
+from relayguard.stream.policy import refuses_authenticated
 from relayguard.stream.records import SendEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user
 
@@ -224,6 +225,8 @@ def decide(request: PolicyRequest, locks: LockView, now: float, config: Decision
         lock = locks.active_lock("user", user, now)
     if lock is None and request.client_address is not None:
         lock = locks.active_lock("ip", request.client_address, now)
+        if lock is not None and user is not None and not refuses_authenticated(lock):
+            lock = None  # scope "unauthenticated": this user authenticated correctly
     if lock is None:
         return DUNNO
     return config.throttle_action if lock.expires_at is not None else config.reject_action
