@@ -13,7 +13,8 @@ the user logged in from successfully (network /16 or /48 and location, with the 
 A jump TO a place seen within `known_days` is the user alternating between places they use
 (a roaming phone exiting at home and the hotel's Wi-Fi, the corporate VPN on and off, a carrier
 that moves the phone between its hubs), not travel: a known place is one whose network the user
-has used, or one within `min_distance_km` (after both radii) of a place the user has been. Real
+has used in the same country, or one within `min_distance_km` (after both radii) of a place the
+user has been. Real
 impossible travel, a login from somewhere the user has never been, too far too fast, still fires.
 """
 
@@ -41,8 +42,8 @@ class Params:
     # hotel; our choice, the reference names the method (per-user known locations), not a span.
     known_days: float = 30.0
     max_places: int = 10  # places remembered per user (least recently seen forgotten)
-    # Whether a network (/16, /48) the user used counts as known whatever location the GeoIP
-    # database gives it this time (a carrier's hubs, a VPN provider's exits).
+    # Whether a network (/16, /48) the user used counts as known wherever in the same country
+    # the GeoIP database puts it this time (a carrier's hubs are one country's cities).
     known_networks: bool = True
 
 
@@ -62,6 +63,7 @@ class Place:
     longitude: float
     radius_km: float
     last_seen: float
+    country: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +103,9 @@ def _known(params: Params, places: tuple[Place, ...], network: str, here: LastLo
     for p in places:
         if p.last_seen < horizon or p.last_seen > here.time:
             continue  # too old, or seen only after this (late) login
-        if params.known_networks and p.network == network:
-            return True
+        if params.known_networks and p.network == network and p.country is not None \
+                and p.country == g.country:
+            return True  # one carrier's hubs, one provider's exits: same network, same country
         if max(p.radius_km, g.accuracy_radius_km) > params.max_accuracy_radius_km:
             continue  # an imprecise place cannot vouch for a location
         raw = geo_math.haversine_km(p.latitude, p.longitude, g.latitude, g.longitude)
@@ -125,7 +128,7 @@ def _remember(params: Params, places: tuple[Place, ...], network: str,
             seen = max(seen, p.last_seen)
         else:
             kept.append(p)
-    kept.append(Place(network, g.latitude, g.longitude, g.accuracy_radius_km, seen))
+    kept.append(Place(network, g.latitude, g.longitude, g.accuracy_radius_km, seen, g.country))
     kept.sort(key=lambda p: p.last_seen)
     return tuple(kept[-params.max_places:])
 
