@@ -11,7 +11,8 @@ that an active IP block refused. `evaluate` is pure: labels + actions -> figures
 - A false lock is a (benign user, day) on which the user was locked, or on which an IP block
   refused one of the user's correct logins (a block of scope "unauthenticated" refuses none;
   for the same reason it does not catch a takeover, whose spam is authenticated). A false
-  alert is a (benign user, day) with an alert-only alert about the user. Rates are per benign user per scored day.
+  alert is a (benign user, day) with an alert-only alert about the user. Rates are per benign
+  user per scored day.
 - Warm-up is replayed (it is how detectors learn) but never scored.
 """
 
