@@ -10,7 +10,8 @@ look like a jump.
 Known places (the field's answer to VPN on/off, roaming phones and carrier hubs: per-user known
 locations, as the detection reference lists): the detector remembers the last `max_places` places
 the user logged in from successfully (network /16 or /48 and location, with the time last seen).
-A jump TO a place seen within `known_days` is the user alternating between places they use
+A jump TO a place seen within `known_days`, and first seen at least `min_known_age_s` (a day) ago,
+is the user alternating between places they use
 (a roaming phone exiting at home and the hotel's Wi-Fi, the corporate VPN on and off, a carrier
 that moves the phone between its hubs), not travel: a known place is one whose network the user
 has used in the same country, or one within `min_distance_km` (after both radii) of a place the
@@ -45,6 +46,11 @@ class Params:
     # Whether a network (/16, /48) the user used counts as known wherever in the same country
     # the GeoIP database puts it this time (a carrier's hubs are one country's cities).
     known_networks: bool = True
+    # A place vouches only once the user has had it this long: an attacker's proxy, seen first
+    # a few hours ago between the victim's own logins, is not yet a place the user uses, while
+    # a VPN exit or a carrier's hubs are known for days. 24 h: our choice (measured on the
+    # simulator: without it, slow spam from abroad hid behind its own earlier sessions).
+    min_known_age_s: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,7 @@ class Place:
     radius_km: float
     last_seen: float
     country: str | None = None
+    first_seen: float = float("-inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,8 @@ def _known(params: Params, places: tuple[Place, ...], network: str, here: LastLo
     for p in places:
         if p.last_seen < horizon or p.last_seen > here.time:
             continue  # too old, or seen only after this (late) login
+        if p.first_seen > here.time - params.min_known_age_s:
+            continue  # too new to be a place the user uses
         if params.known_networks and p.network == network and p.country is not None \
                 and p.country == g.country:
             return True  # one carrier's hubs, one provider's exits: same network, same country
@@ -121,14 +130,15 @@ def _remember(params: Params, places: tuple[Place, ...], network: str,
     if params.known_days <= 0 or params.max_places <= 0:
         return ()
     g = here.geo
-    seen = here.time
+    seen = first = here.time
     kept: list[Place] = []
     for p in places:
         if p.network == network and _same_spot(p, g):
-            seen = max(seen, p.last_seen)
+            seen, first = max(seen, p.last_seen), min(first, p.first_seen)
         else:
             kept.append(p)
-    kept.append(Place(network, g.latitude, g.longitude, g.accuracy_radius_km, seen, g.country))
+    kept.append(Place(network, g.latitude, g.longitude, g.accuracy_radius_km, seen, g.country,
+                      first))
     kept.sort(key=lambda p: p.last_seen)
     return tuple(kept[-params.max_places:])
 

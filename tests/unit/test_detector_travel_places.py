@@ -28,16 +28,21 @@ def test_places_are_capped_and_the_least_recently_seen_go_first() -> None:
     state, _ = step(params, state, _login(T0 + 21 * 86400, "10.17.9.9",
                                           GeoPoint(27.0, 20.0, 10, "XX")))
     assert len(state.places) == 4 and state.places[-1].network == "10.17.0.0/16"
+    assert state.places[-1].first_seen == T0 + 17 * 86400
 
 
 def test_the_way_back_to_a_known_place_is_not_a_second_jump() -> None:
     params = Params()
-    state, _ = step(params, State(), _login(T0, "198.51.100.1", BERLIN))
+    state, _ = step(params, State(), _login(T0 - 2 * 86400, "198.51.100.1", BERLIN))
+    state, _ = step(params, state, _login(T0, "198.51.100.1", BERLIN))
     state, found = step(params, state, _login(T0 + 600, "192.0.2.9", SYDNEY))
     assert [f.detector for f in found] == ["impossible_travel"]  # never seen: a jump
     assert state.places[-1].network == "192.0.0.0/16"
     state, found = step(params, state, _login(T0 + 1200, "198.51.100.1", BERLIN))
-    assert found == []  # back home: a place seen 20 min ago
+    assert found == []  # back home: a place she has had for two days
+    # Sydney again 10 min later: seen, but too new to vouch for itself
+    state, found = step(params, state, _login(T0 + 1800, "192.0.2.9", SYDNEY))
+    assert [f.detector for f in found] == ["impossible_travel"]
     fresh, first = step(params, State(), _login(T0 + 600, "192.0.2.9", SYDNEY))
     assert first == [] and len(fresh.places) == 1
 
