@@ -14,8 +14,8 @@ A jump TO a place seen within `known_days`, and first seen at least `min_known_a
 is the user alternating between places they use
 (a roaming phone exiting at home and the hotel's Wi-Fi, the corporate VPN on and off, a carrier
 that moves the phone between its hubs), not travel: a known place is one whose network the user
-has used in the same country, or one within `min_distance_km` (after both radii) of a place the
-user has been. Real
+has used in the same country (with `known_locations`, also one within `min_distance_km`, after
+both radii, of a place the user has been). Real
 impossible travel, a login from somewhere the user has never been, too far too fast, still fires.
 """
 
@@ -51,6 +51,10 @@ class Params:
     # a VPN exit or a carrier's hubs are known for days. 24 h: our choice (measured on the
     # simulator: without it, slow spam from abroad hid behind its own earlier sessions).
     min_known_age_s: float = 86400.0
+    # Also count as known a new network within min_distance_km of a known place (a new cafe
+    # in a city the user works in). Off by default: a residential proxy in the city a carrier
+    # puts the victim's phone in would pass, and on the simulator it hid a real hop.
+    known_locations: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ def _known(params: Params, places: tuple[Place, ...], network: str, here: LastLo
         if params.known_networks and p.network == network and p.country is not None \
                 and p.country == g.country:
             return True  # one carrier's hubs, one provider's exits: same network, same country
+        if not params.known_locations:
+            continue
         if max(p.radius_km, g.accuracy_radius_km) > params.max_accuracy_radius_km:
             continue  # an imprecise place cannot vouch for a location
         raw = geo_math.haversine_km(p.latitude, p.longitude, g.latitude, g.longitude)
