@@ -19,6 +19,7 @@ from typing import Any
 
 from relayguard.relay.lock_book import LockView
 from relayguard.relay.recipient_domains import MAX_COUNTED, MAX_LISTED_DOMAINS, RecipientDomains
+from relayguard.stream.policy import refuses_authenticated
 from relayguard.stream.records import SendEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user
 
@@ -261,6 +262,8 @@ def decide(request: PolicyRequest, locks: LockView, now: float, config: Decision
         client = attrs.get("client_address")
         if client:
             lock = locks.active_lock("ip", client, now)
+            if lock is not None and user is not None and not refuses_authenticated(lock):
+                lock = None  # scope "unauthenticated": this user authenticated correctly
         if lock is None:
             return DUNNO
     return config.throttle_action if lock.expires_at is not None else config.reject_action

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from relayguard.stream.policy import LockState
+from relayguard.stream.policy import SCOPE_ALL, LockState, scope_of
 from relayguard.stream.records import LockCommand
 
 
@@ -19,7 +19,7 @@ def apply_command(state: LockState, command: LockCommand) -> LockState:
         return state
     if command.action == "unlock":
         return replace(state, locked=False, remedy=None, expires_at=None,
-                       version=command.version, command_id=command.command_id)
+                       version=command.version, command_id=command.command_id, scope=SCOPE_ALL)
     return replace(
         state,
         locked=True,
@@ -27,4 +27,5 @@ def apply_command(state: LockState, command: LockCommand) -> LockState:
         expires_at=command.expires_at,
         version=command.version,
         command_id=command.command_id,
+        scope=scope_of(command.evidence) if command.subject_kind == "ip" else SCOPE_ALL,
     )

@@ -7,6 +7,14 @@ already locked at the same or a stronger remedy gets no new command. Within one 
 findings are taken strongest remedy first, so an event that trips a throttle and a lock at once
 gives one lock command, not a throttle and then a lock.
 
+An IP lock has a scope (`evidence.scope` of the command, signed with the rest): "all" refuses
+every session from the address, authenticated or not (also what a command without a scope means,
+so old commands keep their effect); "unauthenticated" refuses only clients that have not
+authenticated (AUTH attempts where a relay can refuse them, unauthenticated sessions), never a
+user who authenticates correctly from the address: what per-IP failure rules issue unless the
+evidence is guessing across users, so an office NAT behind one stale phone refuses no colleague.
+A wider scope escalates like a stronger remedy; an active lock is never narrowed.
+
 A detector whose policy is `silent` (remedy "alert") produces no alert: its findings still feed
 correlation, which sees every finding before policy does.
 """
@@ -16,12 +24,30 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from relayguard.stream.records import Alert, Finding, LockCommand, Remedy, Severity, SubjectKind
 
 _IDS = uuid.UUID("6f6c1a52-0f0e-4f55-9a43-0d3c5b2b7e11")  # namespace for deterministic ids
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STRENGTH = {"alert": 0, "throttle": 1, "lock": 2}
+SCOPE_ALL = "all"
+SCOPE_UNAUTHENTICATED = "unauthenticated"
+SCOPES = (SCOPE_ALL, SCOPE_UNAUTHENTICATED)
+
+
+def scope_of(evidence: dict[str, Any] | None) -> str:
+    """The scope an IP lock's evidence asks for. Anything but "unauthenticated" (missing, an
+    unknown word) is "all": a relay that cannot read the scope errs on the side of blocking."""
+    if evidence is not None and evidence.get("scope") == SCOPE_UNAUTHENTICATED:
+        return SCOPE_UNAUTHENTICATED
+    return SCOPE_ALL
+
+
+def refuses_authenticated(command: LockCommand) -> bool:
+    """Whether a lock command refuses a session that authenticated correctly: user locks
+    always; IP locks unless their scope is "unauthenticated"."""
+    return command.subject_kind != "ip" or scope_of(command.evidence) == SCOPE_ALL
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +85,7 @@ class LockState:
     version: int = 0
     command_id: str | None = None
     last_alert_at: tuple[tuple[str, float], ...] = ()  # (detector, time)
+    scope: str = SCOPE_ALL  # of an IP lock: SCOPE_ALL or SCOPE_UNAUTHENTICATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +117,8 @@ def decide(params: PolicyParams, state: LockState, findings: list[Finding], now:
         if pol.silent and pol.remedy == "alert":
             continue
         command: LockCommand | None = None
-        if not pol.dry_run and _escalates(state, pol.remedy, now):
+        scope = scope_of(finding.evidence)
+        if not pol.dry_run and _escalates(state, pol.remedy, scope, now):
             state, command = _lock(params, state, finding, pol, now)
             commands.append(command)
         elif _cooling_down(state, finding.detector, pol, now):
@@ -122,17 +150,22 @@ def expire(params: PolicyParams, state: LockState, subject: str, kind: SubjectKi
         dry_run=params.dry_run,
     )
     new_state = replace(state, locked=False, remedy=None, expires_at=None, version=version,
-                        command_id=command.command_id)
+                        command_id=command.command_id, scope=SCOPE_ALL)
     return Decision(new_state, [command], [])
 
 
-def _escalates(state: LockState, remedy: Remedy, now: float) -> bool:
+def _active(state: LockState, now: float) -> bool:
+    return state.locked and (state.expires_at is None or state.expires_at > now)
+
+
+def _escalates(state: LockState, remedy: Remedy, scope: str, now: float) -> bool:
     if remedy == "alert":
         return False
-    active = state.locked and (state.expires_at is None or state.expires_at > now)
-    if not active:
+    if not _active(state, now):
         return True
-    return _STRENGTH[remedy] > _STRENGTH[state.remedy or "alert"]
+    stronger = _STRENGTH[remedy] - _STRENGTH[state.remedy or "alert"]
+    wider = scope == SCOPE_ALL and state.scope != SCOPE_ALL
+    return stronger > 0 or (stronger == 0 and wider)
 
 
 def _cooling_down(state: LockState, detector: str, pol: DetectorPolicy, now: float) -> bool:
@@ -163,6 +196,13 @@ def _lock(params: PolicyParams, state: LockState, finding: Finding, pol: Detecto
           now: float) -> tuple[LockState, LockCommand]:
     version = _next_version(state, now)
     expires = now + pol.ttl_seconds if pol.remedy == "throttle" and pol.ttl_seconds else None
+    evidence = finding.evidence
+    scope = SCOPE_ALL
+    if finding.subject_kind == "ip":
+        scope = scope_of(evidence)
+        if _active(state, now) and state.scope == SCOPE_ALL:
+            scope = SCOPE_ALL  # a stronger remedy never narrows the lock in force
+        evidence = {**evidence, "scope": scope}
     command = LockCommand(
         command_id=_command_id(finding.subject_kind, finding.subject, version),
         subject=finding.subject,
@@ -170,7 +210,7 @@ def _lock(params: PolicyParams, state: LockState, finding: Finding, pol: Detecto
         action="lock",
         reason=finding.summary,
         detector=finding.detector,
-        evidence=finding.evidence,
+        evidence=evidence,
         issued_at=now,
         expires_at=expires,
         issuer=params.issuer,
@@ -179,7 +219,7 @@ def _lock(params: PolicyParams, state: LockState, finding: Finding, pol: Detecto
         dry_run=params.dry_run,
     )
     new_state = replace(state, locked=True, remedy=pol.remedy, expires_at=expires,
-                        version=version, command_id=command.command_id)
+                        version=version, command_id=command.command_id, scope=scope)
     return new_state, command
 
 

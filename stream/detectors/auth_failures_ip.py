@@ -10,6 +10,15 @@ addresses on a relay, so they are not on by default; add a rule in config to get
 
 Backend outages are not guesses. With password_hash, a repeat of the same (user, password) in the
 window counts once, so a phone retrying a stale password does not get its IP blocked.
+
+Scope of the block: an address is often shared (an office NAT, carrier-grade NAT), and a stale
+phone or a new phone fails for one user while all the others log in correctly from it. So a
+finding asks for an IP block that refuses authenticated sessions too (`scope = "all"`) only when
+the failures in the rule's window came from at least `full_block_users` distinct users: guessing
+across users (stuffing, spraying). Fewer users (one account hammered, one stale phone): scope
+"unauthenticated", which relays apply to unauthenticated clients only, never to a user who
+authenticates correctly (stream/policy.py); the user-keyed detectors deal with that account.
+Failures that name no user (Postfix before 3.7.8) count no user, so they never widen the scope.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from dataclasses import dataclass, field
 
 from relayguard.stream import windows
 from relayguard.stream.detector import DetectorSpec
-from relayguard.stream.detectors.common import Recent, is_guess, touch
+from relayguard.stream.detectors.common import Recent, count_live, is_guess, touch
+from relayguard.stream.policy import SCOPE_ALL, SCOPE_UNAUTHENTICATED
 from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "auth_failures_ip"
@@ -44,6 +54,16 @@ def _default_rules() -> tuple[Rule, ...]:
 class Params:
     rules: tuple[Rule, ...] = field(default_factory=_default_rules)
     distinct_passwords: bool = True
+    # Distinct users failing in the rule's window that make it guessing across users, whose
+    # block refuses authenticated sessions too. 5: our choice; a credential-stuffing IP tries a
+    # new account each time (the simulator's try ~14 per IP), while an office NAT rarely sees
+    # more than two of its people fail within two hours (a typo, a stale or new phone).
+    # 0: every block refuses everyone (the old behaviour). At most MAX_USERS_KEPT.
+    full_block_users: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.full_block_users <= MAX_USERS_KEPT:
+            raise ValueError(f"full_block_users must be 0..{MAX_USERS_KEPT}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +104,16 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
         count = windows.total(buckets, rule.window, now)
         if not repeat and count >= rule.max_failures and now >= until:
             until = now + rule.window.length
-            findings.append(_finding(event, rule, count, users))
+            distinct = count_live(users, now, rule.window.length)
+            scope = SCOPE_ALL if distinct >= params.full_block_users else SCOPE_UNAUTHENTICATED
+            findings.append(_finding(event, rule, count, users, distinct, scope))
         new_counts.append(buckets)
         new_reported.append(until)
     return State(now, tuple(new_counts), tuple(new_reported), users, passwords), findings
 
 
-def _finding(event: LoginEvent, rule: Rule, count: int, users: Recent) -> Finding:
+def _finding(event: LoginEvent, rule: Rule, count: int, users: Recent, distinct: int,
+             scope: str) -> Finding:
     window_s = int(rule.window.length)
     return Finding(
         detector=NAME,
@@ -105,6 +128,8 @@ def _finding(event: LoginEvent, rule: Rule, count: int, users: Recent) -> Findin
             "threshold": rule.max_failures,
             "client_ip": event.client_ip,
             "users": [u for u, _ in users],
+            "distinct_users": distinct,
+            "scope": scope,
             "last_relay_id": event.relay_id,
         },
     )

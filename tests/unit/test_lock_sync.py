@@ -24,3 +24,13 @@ def test_older_or_dry_run_commands_change_nothing() -> None:
 def test_external_lock_with_ttl_is_a_throttle() -> None:
     state = apply_command(LockState(), cmd("lock", 5, expires=100.0))
     assert state.locked and state.remedy == "throttle" and state.expires_at == 100.0
+
+
+def test_an_ip_command_brings_its_scope_and_an_unlock_resets_it() -> None:
+    narrow = LockCommand("c7", "192.0.2.1", "ip", "lock", "r", "auth_failures_ip",
+                         {"scope": "unauthenticated"}, 1.0, 100.0, "w", 7)
+    state = apply_command(LockState(), narrow)
+    assert state.locked and state.scope == "unauthenticated"
+    unlocked = apply_command(state, LockCommand("c8", "192.0.2.1", "ip", "unlock", "r",
+                                                "operator", {}, 2.0, None, "cli", 8))
+    assert unlocked.scope == "all"

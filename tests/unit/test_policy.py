@@ -126,3 +126,50 @@ def test_per_detector_dry_run_alerts_what_it_would_do_and_holds_nothing_back() -
     # A real remedy from another detector still goes out right after.
     d2 = policy.decide(PolicyParams(pol), d.state, [finding("volume", t=T0 + 1)], T0 + 1)
     assert [c.detector for c in d2.commands] == ["volume"] and not d2.commands[0].dry_run
+
+
+IP_POL = {
+    "auth_failures_ip": DetectorPolicy("throttle", "medium", ttl_seconds=600),
+    "password_spray": DetectorPolicy("throttle", "high", ttl_seconds=3600),
+    "banned": DetectorPolicy("lock", "high"),
+}
+
+
+def ip_finding(detector: str, scope: str | None, t: float = T0) -> Finding:
+    evidence: dict[str, object] = {"n": 1} if scope is None else {"n": 1, "scope": scope}
+    return Finding(detector, "192.0.2.1", "ip", t, "x", evidence)
+
+
+def test_ip_lock_carries_its_scope_and_a_wider_one_escalates() -> None:
+    params = PolicyParams(IP_POL)
+    d = policy.decide(params, LockState(), [ip_finding("auth_failures_ip", "unauthenticated")],
+                      T0)
+    assert [c.evidence["scope"] for c in d.commands] == ["unauthenticated"]
+    assert d.state.scope == "unauthenticated"
+    assert not policy.refuses_authenticated(d.commands[0])
+    # the same scope again: nothing new; guessing across users: a wider block at once
+    again = policy.decide(params, d.state, [ip_finding("auth_failures_ip", "unauthenticated",
+                                                       T0 + 5)], T0 + 5)
+    assert again.commands == []
+    wider = policy.decide(params, d.state, [ip_finding("auth_failures_ip", "all", T0 + 6)],
+                          T0 + 6)
+    assert [c.evidence["scope"] for c in wider.commands] == ["all"]
+    assert policy.refuses_authenticated(wider.commands[0])
+    # a stronger remedy with a narrower scope keeps the wider block in force
+    stronger = policy.decide(params, wider.state, [ip_finding("banned", "unauthenticated",
+                                                              T0 + 7)], T0 + 7)
+    assert [(c.detector, c.evidence["scope"]) for c in stronger.commands] == [("banned", "all")]
+    # once it ran out, a narrow one is narrow again
+    later = policy.decide(params, wider.state, [ip_finding("auth_failures_ip",
+                                                           "unauthenticated", T0 + 9000)],
+                          T0 + 9000)
+    assert [c.evidence["scope"] for c in later.commands] == ["unauthenticated"]
+
+
+def test_ip_lock_without_a_scope_refuses_everyone_and_user_locks_get_none() -> None:
+    d = policy.decide(PolicyParams(IP_POL), LockState(), [ip_finding("password_spray", None)],
+                      T0)
+    assert d.commands[0].evidence["scope"] == "all"
+    u = policy.decide(PolicyParams(POL), LockState(), [finding("impossible_travel")], T0)
+    assert "scope" not in u.commands[0].evidence and policy.refuses_authenticated(u.commands[0])
+    assert policy.scope_of({"scope": "bogus"}) == "all" and policy.scope_of(None) == "all"

@@ -4,6 +4,7 @@ out; and `collect` over the real core for the IP-block and operator-unlock cases
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,8 @@ def _login(i: int, t: float, user: str, ip: str, ok: bool,
 def test_collect_counts_correct_logins_an_ip_block_refused() -> None:
     params = load_params(None)
     nat = "10.0.0.1"
-    events = [_login(i, S0 + i, "old@o.example", nat, ok=False) for i in range(5)]  # burst
+    # a burst across five users: guessing across users, the block refuses everyone
+    events = [_login(i, S0 + i, f"u{i}@o.example", nat, ok=False) for i in range(5)]
     events.append(_login(10, S0 + 60, "bob@o.example", nat, ok=True))     # refused
     events.append(_login(11, S0 + 61, "bob@o.example", "10.0.0.2", True))  # other IP: fine
     events.append(_login(12, S0 + 700, "bob@o.example", nat, ok=True))    # 10-min TTL over
@@ -136,6 +138,29 @@ def test_collect_counts_correct_logins_an_ip_block_refused() -> None:
     assert [(a.user, a.t, a.kind, a.detector) for a in refused] == [
         ("bob@o.example", S0 + 60, "ip", blocks[0].detector)]
     assert acts.events == len(events)
+
+
+def test_collect_an_ip_block_behind_one_user_refuses_no_correct_login() -> None:
+    params = load_params(None)
+    nat = "10.0.0.1"
+    events = [_login(i, S0 + i, "old@o.example", nat, ok=False) for i in range(5)]  # one user
+    events.append(_login(10, S0 + 60, "bob@o.example", nat, ok=True))
+    acts = collect(events, params)
+    blocks = [a for a in acts.items if a.what == "lock" and a.kind == "ip"]
+    assert [(b.subject, b.refuses_authenticated) for b in blocks] == [(nat, False)]
+    assert [a for a in acts.items if a.what == "refused"] == []
+
+
+def test_a_takeover_is_not_caught_by_an_ip_block_that_spares_authenticated_users() -> None:
+    spares = Action(S0 + 1050, "ip", "10.9.9.9", "auth_failures_ip", "lock",
+                    expires_at=S0 + 5000, refuses_authenticated=False)
+    assert evaluate(_labels(), Actions(items=[spares]))["attack_results"][0]["caught"] is False
+    full = replace(spares, refuses_authenticated=True)
+    assert evaluate(_labels(), Actions(items=[full]))["attack_results"][0]["caught"] is True
+    # a guesser is stopped by any block on its address
+    spray = Action(S0 + 5005, "ip", "10.8.8.8", "auth_failures_ip", "lock",
+                   expires_at=S0 + 6000, refuses_authenticated=False)
+    assert evaluate(_labels(), Actions(items=[spray]))["attack_results"][1]["caught"] is True
 
 
 def test_collect_operator_lifts_a_lock_until_unlocked_a_day_later() -> None:

@@ -9,8 +9,10 @@ that an active IP block refused. `evaluate` is pure: labels + actions -> figures
   between its first malicious event and an hour after its last; its delay is measured from the
   first malicious send (takeovers) or the first guess (guessing attacks).
 - A false lock is a (benign user, day) on which the user was locked, or on which an IP block
-  refused one of the user's correct logins. A false alert is a (benign user, day) with an
-  alert-only alert about the user. Rates are per benign user per scored day.
+  refused one of the user's correct logins (a block of scope "unauthenticated" refuses none;
+  for the same reason it does not catch a takeover, whose spam is authenticated). A false
+  alert is a (benign user, day) with an alert-only alert about the user. Rates are per benign
+  user per scored day.
 - Warm-up is replayed (it is how detectors learn) but never scored.
 """
 
@@ -32,6 +34,7 @@ from relayguard.roof.replay import Replayer
 from relayguard.stream import codec
 from relayguard.stream.engine import CoreParams
 from relayguard.stream.lock_sync import apply_command
+from relayguard.stream.policy import refuses_authenticated
 from relayguard.stream.records import Event, LockCommand, LoginEvent, SubjectKind
 
 _OPERATOR = uuid.UUID("3d0b7c1e-5b7a-4c61-9a0e-6a5f0c2f9b10")
@@ -49,6 +52,8 @@ class Action:
     what: str  # "lock" (user lock or IP block), "alert" (alert only), "refused" (see below)
     user: str | None = None  # for "refused": the user whose correct login an IP block refused
     expires_at: float | None = None
+    # for IP locks: False when its scope spares users who authenticate correctly
+    refuses_authenticated: bool = True
 
 
 @dataclass
@@ -89,7 +94,7 @@ def collect(events: Iterable[Event], params: CoreParams, locator: Any = None,
         if isinstance(event, LoginEvent) and event.success and event.user:
             for kind, key in (("user", event.user), ("ip", event.client_ip)):
                 block = _refusal(blocks, (kind, key), event.event_time)
-                if block:
+                if block and block.refuses_authenticated:
                     out.items.append(Action(event.event_time, kind, key, block.detector,
                                             "refused", user=event.user))
         if locator is not None:
@@ -102,7 +107,8 @@ def collect(events: Iterable[Event], params: CoreParams, locator: Any = None,
                     blocks.pop((c.subject_kind, c.subject), None)
                     continue
                 a = Action(c.issued_at, c.subject_kind, c.subject, c.detector, "lock",
-                           expires_at=c.expires_at)
+                           expires_at=c.expires_at,
+                           refuses_authenticated=refuses_authenticated(c))
                 out.items.append(a)
                 blocks[(c.subject_kind, c.subject)] = a
                 if c.expires_at is None and operator_unlock_s is not None:
@@ -178,9 +184,14 @@ def _attack_result(a: dict[str, Any], by_subject: dict[tuple[str, str], list[Act
     ref = a.get(ref_key) or a["first_malicious_at"]
     # A throttle that ran out before the reference time (say, on a stuffing IP before its
     # spam run) stopped nothing that matters: only locks still in force then or later count.
+    # A takeover is stopped by an IP block only if the block refuses the attacker's
+    # authenticated sends; a guesser is stopped by any block on its address.
+    takeover = a["reference"] != "first_guess"
     locks = sorted((x for s in subjects for x in by_subject.get(s, ())
                     if x.what == "lock" and lo <= x.t <= hi
-                    and (x.expires_at is None or x.expires_at > ref)), key=lambda x: x.t)
+                    and (x.expires_at is None or x.expires_at > ref)
+                    and not (takeover and x.kind == "ip" and not x.refuses_authenticated)),
+                   key=lambda x: x.t)
     alerts = sorted((x for s in subjects for x in by_subject.get(s, ())
                      if x.what in ("lock", "alert") and lo <= x.t <= hi), key=lambda x: x.t)
     first = locks[0] if locks else None

@@ -123,3 +123,35 @@ def test_event_id_is_bounded_and_distinct() -> None:
     long_id = send_event_id("r" * 300, "Q", "I")
     assert len(long_id) <= 256
     assert send_event_id("r", "Q1", "I") != send_event_id("r", "Q2", "I")
+
+
+def _ip_lock(scope: str | None, version: int = 1) -> LockCommand:
+    evidence = {} if scope is None else {"scope": scope}
+    return LockCommand(command_id=f"ip{version}", subject="192.0.2.10", subject_kind="ip",
+                       action="lock", reason="r", detector="auth_failures_ip",
+                       evidence=evidence, issued_at=NOW - 10, expires_at=NOW + 600,
+                       issuer="t", version=version)
+
+
+@pytest.mark.parametrize("scope", [None, "all", "something-new"])
+def test_an_ip_lock_of_scope_all_refuses_authenticated_users(scope: str | None) -> None:
+    book = LockBook()
+    book.apply(_ip_lock(scope))
+    req = _req(protocol_state="RCPT", sasl_username="bob")
+    assert decide(req, book, NOW, CFG) == "DEFER 4.7.1 slow down"
+
+
+def test_an_unauthenticated_scope_ip_lock_spares_a_user_who_authenticated() -> None:
+    """Office NAT behind one stale phone: colleagues who log in correctly still send."""
+    book = LockBook()
+    book.apply(_ip_lock("unauthenticated"))
+    assert decide(_req(protocol_state="RCPT", sasl_username="bob"), book, NOW, CFG) == "DUNNO"
+    on = DecisionConfig(reject_text="locked", throttle_action="DEFER 4.7.1 slow down",
+                        ip_locks_unauthenticated=True)
+    assert decide(_req(protocol_state="RCPT", sasl_username="bob"), book, NOW, on) == "DUNNO"
+    # ...but the address itself stays refused to clients that did not authenticate
+    assert decide(_req(protocol_state="RCPT"), book, NOW, on) == "DEFER 4.7.1 slow down"
+    # and a user's own lock still applies from behind it
+    book.apply(_cmd("bob"))
+    assert decide(_req(protocol_state="RCPT", sasl_username="bob"), book, NOW, CFG) == (
+        "REJECT 5.7.1 locked")
