@@ -42,6 +42,7 @@ from relayguard.relay.lock_book import LockBook
 from relayguard.relay.lock_book_store import LockBookStore
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer, ProducerStats
+from relayguard.stream.policy import refuses_authenticated
 from relayguard.stream.records import LockCommand, LoginEvent, SendEvent
 from relayguard.stream.user_names import UserNameMode, canonical_user, canonical_user_or_none
 
@@ -192,8 +193,14 @@ class RelayClient:
     def is_locked(self, user: str) -> bool:
         return self.follower.book.is_locked("user", user, self.clock())
 
-    def is_ip_blocked(self, client_ip: str) -> bool:
-        return self.follower.book.is_locked("ip", client_ip, self.clock())
+    def is_ip_blocked(self, client_ip: str, authenticated: bool = False) -> bool:
+        """Whether to refuse this client address. A block of scope "unauthenticated" (guessing
+        behind a shared address, stream/policy.py) spares a client that authenticated
+        correctly: pass authenticated=True after a successful AUTH."""
+        lock = self.follower.book.active_lock("ip", client_ip, self.clock())
+        if lock is None:
+            return False
+        return not authenticated or refuses_authenticated(lock)
 
     def lock_for(self, user: str) -> LockCommand | None:
         """The lock in force (reason, expiry), to tell the user why."""

@@ -155,3 +155,19 @@ def test_an_unauthenticated_scope_ip_lock_spares_a_user_who_authenticated() -> N
     book.apply(_cmd("bob"))
     assert decide(_req(protocol_state="RCPT", sasl_username="bob"), book, NOW, CFG) == (
         "REJECT 5.7.1 locked")
+
+
+@pytest.mark.parametrize(("scope", "authenticated", "blocked"), [
+    (None, True, True), ("all", True, True), ("unauthenticated", True, False),
+    ("unauthenticated", False, True), ("all", False, True)])
+def test_relay_client_honours_the_ip_lock_scope(scope: str | None, authenticated: bool,
+                                                 blocked: bool) -> None:
+    from types import SimpleNamespace
+
+    from relayguard.relay.client import RelayClient
+
+    book = LockBook()
+    book.apply(_ip_lock(scope))
+    fake = SimpleNamespace(follower=SimpleNamespace(book=book), clock=lambda: NOW)
+    assert RelayClient.is_ip_blocked(fake, "192.0.2.10", authenticated) is blocked  # type: ignore[arg-type]
+    assert RelayClient.is_ip_blocked(fake, "192.0.2.11", authenticated) is False  # type: ignore[arg-type]
