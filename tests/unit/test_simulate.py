@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -105,7 +106,7 @@ def test_events_follow_the_schemas_and_time_order(small_run: Path) -> None:
 
 def test_recipient_domains_senders_and_bounces_tell_spam_from_honest_mail(
         small_run: Path) -> None:
-    events = _events(small_run)
+    events: list[dict[str, Any]] = _events(small_run)
     labels = orjson.loads((small_run / LABELS).read_bytes())
     attackers = {ip for a in labels["attacks"] for ip in a["attacker_ips"]}
     sends = [e for e in events if e["type"] == "send"]
@@ -114,8 +115,9 @@ def test_recipient_domains_senders_and_bounces_tell_spam_from_honest_mail(
     assert spam and honest
     for e in sends:  # every send carries the RCPT summary, consistent with its count
         domains = e["recipient_domains"]
+        count, rcpts = e["recipient_domain_count"], e["recipient_count"]
         assert 1 <= len(domains) <= 32 and len(set(domains)) == len(domains)
-        assert len(domains) <= e["recipient_domain_count"] <= max(e["recipient_count"], 1)
+        assert len(domains) <= count <= max(rcpts, 1)
     own = sum(e["sender"] == e["user"] for e in honest) / len(honest)
     bulk = {u for u, d in labels["users"].items() if d["size"] in ("newsletter", "transactional")}
     people = [e for e in honest if e["user"] not in bulk]
