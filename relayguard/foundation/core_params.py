@@ -60,6 +60,9 @@ DEFAULT_POLICY: dict[str, policy.DetectorPolicy] = {
     "plaintext_auth": DP("alert", "low", cooldown_seconds=0),
     "dormant_account": DP("alert", "medium"),
     "shared_credential": DP("alert", "medium"),
+    # Only its standalone findings reach policy (departure >= 4 with no suspicious login);
+    # the signal-only ones feed correlation. Lock or alert: see docs/detectors.md.
+    "sending_profile": DP("lock", "high"),
     "correlation": DP("lock", "critical"),
 }
 INHERIT = object()

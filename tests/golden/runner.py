@@ -10,7 +10,8 @@ File shape (tests/golden/<detector>.json):
         "silent": true,                                         # benign: no detector says anything
         "expect_commands": [{"action": "lock", "detector": "...", "subject": "...",
                              "evidence": {...subset...}, "evidence_keys": [...]}]}]}
-Events are the wire format (schemas/) with defaults filled in; "t" is seconds after the case's
+Events are the wire format (schemas/) with defaults filled in (a delivery event gets a queue id
+and status "bounced"); "t" is seconds after the case's
 "start" (default 2026-01-05T00:00:00Z) plus "day" days. Geo is inline: {"lat", "lon",
 "radius_km", "country", "city"}. `expect` lists, in order, every finding of the checked detectors
 (the file's detector, or the case's "check" list).
@@ -59,6 +60,10 @@ def _fill(raw: dict[str, Any], start: float, n: int, i: int) -> dict[str, Any]:
     e.setdefault("event_time", to_rfc3339(t))
     e.setdefault("event_id", f"golden-{n}")
     e.setdefault("relay_id", "relay-1")
+    if e["type"] == "delivery":  # no client: the relay delivers
+        e.setdefault("queue_id", f"Q{n:06d}")
+        e.setdefault("status", "bounced")
+        return e
     e.setdefault("client_ip", "198.51.100.7")
     if e["type"] == "login":
         e.setdefault("success", True)
