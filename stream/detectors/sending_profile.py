@@ -94,6 +94,7 @@ class State:
     foreign: windows.Buckets = ()
     own_new: windows.Buckets = ()
     last_standalone: float | None = None
+    quiet_after: float = float("-inf")  # an hour after the last departure: learn again
 
 
 def initial_state() -> State:
@@ -165,16 +166,18 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
     if isinstance(event, LoginEvent) and not event.success:
         return state, []
     t = event.event_time
-    first = t if state.first_seen is None else min(state.first_seen, t)
-    state = replace(state, first_seen=first)
-    before, signals = departure(params, state, t)
-    # A departing hour teaches a learned profile nothing; a profile still learning takes all.
-    learning = before == 0 or not signals["learned"]
     if isinstance(event, DeliveryEvent):
         if event.status not in FAILED:
             return state, []
         state = replace(state, bounces=_add(state.bounces, t, 1, t))
         return _judge(params, state, event, user, t)
+    first = t if state.first_seen is None else min(state.first_seen, t)
+    if first != state.first_seen:
+        state = replace(state, first_seen=first)
+    # For an hour after a departure a learned profile learns nothing (a spam run must not
+    # teach it its domains and senders); a profile still learning takes everything.
+    learning = (t >= state.quiet_after or state.observations < params.learn_domains
+                or t - first < params.learn_seconds)
     if in_networks(event.client_ip, params.ignore_networks):
         return state, []
     net = network_of(event.client_ip)
@@ -203,12 +206,14 @@ def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: 
                   learning: bool) -> State:
     domains, senders = state.domains, state.senders
     listed = event.recipient_domains or ()
-    new = sum(1 for d in listed if not hashed_set.contains(domains, d))
     novelty = state.novelty if state.novelty >= 0 else params.novelty_prior
-    if learning:
-        a = params.novelty_alpha
-        for d in listed:
-            novelty += a * ((0.0 if hashed_set.contains(domains, d) else 1.0) - novelty)
+    new = 0
+    a = params.novelty_alpha
+    for d in listed:
+        fresh = not hashed_set.contains(domains, d)
+        new += fresh
+        if learning:
+            novelty += a * (fresh - novelty)
             domains = hashed_set.touch(domains, d, params.max_domains)
     sender = canonical_sender(event.sender)
     own = _own_domain(user)
@@ -243,6 +248,7 @@ def _judge(params: Params, state: State, event: SendEvent | DeliveryEvent, user:
     points, signals = departure(params, state, t)
     if points < 1:
         return state, []
+    state = replace(state, quiet_after=t + WINDOW.length)
     evidence = {"departure": points, "signals": signals, "window_seconds": int(WINDOW.length),
                 "relay_id": event.relay_id}
     if isinstance(event, SendEvent):
