@@ -11,7 +11,6 @@ them as detection improves; never loosen them without saying why in the commit.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from relayguard.roof.simulate.score import collect, evaluate, read_events
 from relayguard.roof.simulate.writer import CITY_DB, EVENTS, generate
 
 # Two weeks of warm-up (the learning periods need them), two scored days, every kind once.
-FLEET = SimConfig(seed=5, users=150, orgs=30, warmup_days=14, scored_days=2, attacks=12)
+FLEET = SimConfig(seed=5, users=100, orgs=20, warmup_days=14, scored_days=2, attacks=12)
 
 
 @pytest.fixture(scope="module")
