@@ -46,8 +46,8 @@ def test_fleet_covers_every_attack_kind(figures: dict[str, Any]) -> None:
 
 def test_recall_floors(figures: dict[str, Any]) -> None:
     # Target: recall >= 0.99, within 60 s >= 0.95 (issue 9). Floors measured on this branch.
-    assert figures["recall"] >= RECALL_FLOOR
-    assert figures["recall_60s"] >= RECALL_60S_FLOOR
+    assert figures["caught"] >= CAUGHT_FLOOR  # 11 of 12 = 91.7%
+    assert figures["within_60s"] >= WITHIN_60S_FLOOR  # 8 of 12 = 66.7%
 
 
 def test_takeovers_with_a_suspicious_login_lock_within_a_minute(figures: dict[str, Any]) -> None:
@@ -66,15 +66,20 @@ def test_false_action_ceilings(figures: dict[str, Any]) -> None:
     # Targets: false locks <= 0.001, false alerts <= 0.005 per benign user per day (issue 9).
     # Ceilings measured on this branch (false locks are mostly impossible travel on VPN and
     # carrier hops, issue 9 item 4, another branch's work).
-    assert figures["false_lock_rate"] <= FALSE_LOCK_CEILING
-    assert figures["false_alert_rate"] <= FALSE_ALERT_CEILING
+    assert figures["false_lock_user_days"] <= FALSE_LOCK_DAYS_CEILING  # 2.8% of 90 x 2 days
+    assert figures["false_alert_user_days"] <= FALSE_ALERT_DAYS_CEILING  # 0.56%
     profile_locks = [e for e in figures["benign_acted_on"]
                      if e["detector"] in ("sending_profile", "correlation")
                      and e["action"] == "lock"]
     assert profile_locks == []  # the new signals never locked an honest user on this fleet
 
 
-RECALL_FLOOR = 0.0
-RECALL_60S_FLOOR = 0.0
-FALSE_LOCK_CEILING = 1.0
-FALSE_ALERT_CEILING = 1.0
+# Measured on this branch (2026-12-02). Misses: brute_force_slow (never locked: 5 failures in
+# 10 min never happen at one guess every 4-15 min), and not within 60 s: spray_slow (~34 min),
+# slow_spam_abroad / slow_spam_home (3-8 min: 1-4 recipients every 2-5 min; the profile needs a
+# few messages). False locks: impossible travel on VPN / carrier hops (item 4, another branch)
+# and bulk senders without a plan (the fixed limits; operator.toml puts them on one).
+CAUGHT_FLOOR = 11
+WITHIN_60S_FLOOR = 8
+FALSE_LOCK_DAYS_CEILING = 5
+FALSE_ALERT_DAYS_CEILING = 1
