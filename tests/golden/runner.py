@@ -53,9 +53,17 @@ def all_files() -> list[Path]:
     return sorted(GOLDEN_DIR.glob("*.json"))
 
 
+def _sub(v: Any, i: int) -> Any:
+    """"{i}" replaced in a string, or in each string of a list (recipient_domains)."""
+    if isinstance(v, str):
+        return v.replace("{i}", str(i))
+    if isinstance(v, list):
+        return [x.replace("{i}", str(i)) if isinstance(x, str) else x for x in v]
+    return v
+
+
 def _fill(raw: dict[str, Any], start: float, n: int, i: int) -> dict[str, Any]:
-    e = {k: (v.replace("{i}", str(i)) if isinstance(v, str) else v)
-         for k, v in raw.items() if k not in META}
+    e = {k: _sub(v, i) for k, v in raw.items() if k not in META}
     t = start + raw.get("day", 0) * 86400.0 + raw.get("t", 0) + i * raw.get("every", 0)
     e.setdefault("event_time", to_rfc3339(t))
     e.setdefault("event_id", f"golden-{n}")
