@@ -5,8 +5,8 @@ alone would be.
 Suspicion (points, from the findings on the login event): 2 for a detector in
 `login_detectors` (impossible travel, new country, a dormant account waking), 2 for a success
 within `after_bruteforce_seconds` of a brute-force finding; 1 for a detector in
-`weak_login_detectors` (too many places, plaintext AUTH, shared credential, and the sending
-profile's "network never used before"). Departure (points, within `window_seconds` after that
+`weak_login_detectors` (too many places, shared credential, and the sending profile's
+"network never used before"). Departure (points, within `window_seconds` after that
 login): the sending profile's departure of the hour (many new recipient domains, bounces,
 foreign or made-up envelope senders; see sending_profile.py), or 2 for a volume jump: at least
 `min_messages` messages or `min_recipients` recipients since the login, or a finding of
@@ -43,8 +43,11 @@ class Params:
     min_messages: int = 50
     min_recipients: int = 100
     login_detectors: tuple[str, ...] = ("impossible_travel", "new_country", "dormant_account")
-    weak_login_detectors: tuple[str, ...] = ("too_many_places", "plaintext_auth",
-                                             "shared_credential", "sending_profile")
+    # Not plaintext_auth: an old mail client without TLS is a habit (measured: it plus an honest
+    # list post locked a benign user on the default fleet); a spam tool without TLS still
+    # comes from a network the user never used (sending_profile's new_network).
+    weak_login_detectors: tuple[str, ...] = ("too_many_places", "shared_credential",
+                                             "sending_profile")
     bruteforce_detectors: tuple[str, ...] = ("auth_failures", "distributed_guessing")
     volume_detectors: tuple[str, ...] = ("volume_baseline",)
     profile_detectors: tuple[str, ...] = ("sending_profile",)
