@@ -16,10 +16,19 @@ import orjson
 
 from relayguard import schemas
 from relayguard.stream import signed
-from relayguard.stream.records import Alert, Event, LockAck, LockCommand, LoginEvent, SendEvent
+from relayguard.stream.records import (
+    Alert,
+    DeliveryEvent,
+    Event,
+    LockAck,
+    LockCommand,
+    LoginEvent,
+    SendEvent,
+)
 from relayguard.stream.timefmt import TimeBounds, parse_rfc3339, to_rfc3339
 
 R = TypeVar("R")
+EVENT_TYPES = ("login", "send", "delivery")  # what the events topic carries
 MAX_EVENT_BYTES = 64 * 1024  # a login or send event is well under 1 KiB; anything this big is junk
 
 
@@ -40,6 +49,7 @@ def _compile(name: str) -> Callable[[Any], Any]:
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "login": _compile("login-event"),
     "send": _compile("send-event"),
+    "delivery": _compile("delivery-event"),
     "lock_command": _compile("lock-command"),
     "lock_ack": _compile("lock-ack"),
     "alert": _compile("alert"),
@@ -72,7 +82,7 @@ def decode_event(raw: bytes, now: float | None = None,
     """A checked event. With `now` (the caller's clock), a time outside `bounds` is refused
     with reason `time_out_of_range`: it must never reach the core, where it would move the
     key's watermark. Without `now` (offline replay of old logs) times are not bounded."""
-    data = parse_record(raw, ("login", "send"))
+    data = parse_record(raw, EVENT_TYPES)
     try:
         event = event_from_dict(data)
     except (ValueError, TypeError, OverflowError) as exc:  # calendar, range, type problems
@@ -106,6 +116,13 @@ def canonical_ip(text: str) -> str:
 
 def event_from_dict(d: dict[str, Any]) -> Event:
     t = parse_rfc3339(d["event_time"])
+    if d["type"] == "delivery":
+        return DeliveryEvent(
+            event_id=d["event_id"], event_time=t, relay_id=d["relay_id"], user=d["user"],
+            queue_id=d["queue_id"], status=d["status"],
+            recipient_domain=d.get("recipient_domain"), dsn=d.get("dsn"),
+            source=d.get("source", "unknown"),
+        )
     ip = canonical_ip(d["client_ip"])
     if d["type"] == "login":
         return LoginEvent(
@@ -114,19 +131,43 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             sasl_mechanism=d.get("sasl_mechanism"), failure_reason=d.get("failure_reason"),
             source=d.get("source", "unknown"), password_hash=d.get("password_hash"),
         )
+    domains, domain_count = _recipient_domains(d)
     return SendEvent(
         event_id=d["event_id"], event_time=t, relay_id=d["relay_id"], user=d["user"],
         client_ip=ip, sender=d["sender"], recipient_count=_int(d, "recipient_count"),
         size=_int(d, "size"), tls_protocol=d.get("tls_protocol"), queue_id=d.get("queue_id"),
-        source=d.get("source", "unknown"),
+        source=d.get("source", "unknown"), recipient_domains=domains,
+        recipient_domain_count=domain_count,
     )
+
+
+def _recipient_domains(d: dict[str, Any]) -> tuple[tuple[str, ...] | None, int | None]:
+    """The optional RCPT summary of a send event, checked beyond the schema: a plain integer
+    count that is not smaller than the list it summarises."""
+    listed = d.get("recipient_domains")
+    domains = None if listed is None else tuple(listed)
+    count = _int(d, "recipient_domain_count") if "recipient_domain_count" in d else None
+    if domains is not None and count is not None and count < len(domains):
+        raise ValueError(f"recipient_domain_count {count} is smaller than the "
+                         f"{len(domains)} recipient_domains listed")
+    return domains, count
+
+
+# Optional fields left out of the wire object when unset (their schemas do not allow null).
+_OMIT_IF_NONE = ("recipient_domains", "recipient_domain_count")
+_TYPE_NAMES: dict[type, str] = {LoginEvent: "login", SendEvent: "send", DeliveryEvent: "delivery"}
 
 
 def event_to_dict(e: Event) -> dict[str, Any]:
     d = asdict(e)
     d.pop("geo", None)  # enrichment is the worker's, never on the wire
+    for name in _OMIT_IF_NONE:
+        if name in d and d[name] is None:
+            del d[name]
+    if d.get("recipient_domains") is not None:
+        d["recipient_domains"] = list(d["recipient_domains"])
     d["event_time"] = to_rfc3339(e.event_time)
-    d["type"] = "login" if isinstance(e, LoginEvent) else "send"
+    d["type"] = _TYPE_NAMES[type(e)]
     return d
 
 

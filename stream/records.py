@@ -50,9 +50,38 @@ class SendEvent:
     tls_protocol: str | None = None
     queue_id: str | None = None
     source: str = "unknown"
+    # Bounded summary of the RCPTs (optional: old relays and log followers cannot know): at most
+    # 32 distinct lowercase domains, first seen first, and how many distinct domains there were.
+    recipient_domains: tuple[str, ...] | None = None
+    recipient_domain_count: int | None = None
 
 
-Event = LoginEvent | SendEvent
+DeliveryStatus = Literal["sent", "bounced", "deferred", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    """The outcome of delivering a message the user sent (Postfix status= line, attributed to
+    the user through the queue id). No client address: the relay, not the client, delivers."""
+
+    event_id: str
+    event_time: float
+    relay_id: str
+    user: str
+    queue_id: str
+    status: DeliveryStatus
+    recipient_domain: str | None = None
+    dsn: str | None = None  # enhanced status code, e.g. "5.1.1"
+    source: str = "unknown"
+
+    @property
+    def client_ip(self) -> str:
+        """No client connection: empty, so code that keys by `user or client_ip` (relays, the
+        worker) keeps working; the user is always named. Never forwarded by IP."""
+        return ""
+
+
+Event = LoginEvent | SendEvent | DeliveryEvent
 
 
 @dataclass(frozen=True, slots=True)

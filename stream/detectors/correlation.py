@@ -1,20 +1,28 @@
-"""Correlation: a suspicious login followed within a window by a volume jump is an account
-takeover in progress, and is locked even when neither part alone would be.
+"""Correlation: a suspicious login followed within a window by sending that departs from the
+user's own pattern is an account takeover in progress, and is locked even when neither part
+alone would be.
 
-A login is suspicious when, on the same event, a detector in `login_detectors` (impossible travel,
-new country) reported the user, or when it succeeds within `after_bruteforce_seconds` of a
-brute-force finding for the user (`bruteforce_detectors`). A volume jump is, within
-`window_seconds` after that login: at least `min_messages` messages or `min_recipients`
-recipients (deliberately below the fixed hourly limits), or any finding of `volume_detectors`
-(fixed limits, learned baseline).
+Suspicion (points, from the findings on the login event): 2 for a detector in
+`login_detectors` (impossible travel, new country, a dormant account waking), 2 for a success
+within `after_bruteforce_seconds` of a brute-force finding; 1 for a detector in
+`weak_login_detectors` (too many places, shared credential, and the sending profile's
+"network never used before"). Departure (points, within `window_seconds` after that
+login): the sending profile's departure of the hour (many new recipient domains, bounces,
+foreign or made-up envelope senders; see sending_profile.py), or 2 for a volume jump: at least
+`min_messages` messages or `min_recipients` recipients since the login, or a finding of
+`volume_detectors` (by default the learned baseline only: a fixed-limit finding is not a jump
+*relative to the user*, and throttles on its own). Lock when suspicion + departure reaches
+`lock_score` (3) with a departure of at least 1: a new country plus the first messages to a
+handful of domains the user never wrote to locks on that message; a new network needs a
+clearer departure (12 new domains, or 5 bounces, or new domains and bounces together).
 
 Design: this detector has no inputs of its own. It runs in `on_findings`, after every detector of
-the user has stepped, and reads their findings. The other detectors' findings stay ordinary
-findings that policy handles by their own rules (new country alerts, fixed volume throttles);
-correlation only adds its own finding, whose evidence carries both halves: `login` (the
-suspicious login and the finding that made it suspicious) and `volume` (the counts or the
-finding that made it a jump). Defaults are our choice; the 1 h window matches the fixed hourly
-limits.
+the user has stepped, and reads their findings (signal-only ones included). The other detectors'
+findings stay ordinary findings that policy handles by their own rules; correlation only adds its
+own finding, whose evidence carries both halves: `login` (the suspicious login, its points and
+the finding that made it suspicious) and `volume` (the counts since the login, the trigger and,
+for a profile departure, its signals). Defaults are our choice, measured on `relayguard
+simulate` (docs/detectors.md); the 1 h window matches the fixed hourly limits.
 """
 
 from __future__ import annotations
@@ -34,9 +42,19 @@ class Params:
     after_bruteforce_seconds: float = 3600.0
     min_messages: int = 50
     min_recipients: int = 100
-    login_detectors: tuple[str, ...] = ("impossible_travel", "new_country")
+    login_detectors: tuple[str, ...] = ("impossible_travel", "new_country", "dormant_account")
+    # Not plaintext_auth: an old mail client without TLS is a habit (measured: it plus an honest
+    # list post locked a benign user on the default fleet); a spam tool without TLS still
+    # comes from a network the user never used (sending_profile's new_network).
+    weak_login_detectors: tuple[str, ...] = ("too_many_places", "shared_credential",
+                                             "sending_profile")
     bruteforce_detectors: tuple[str, ...] = ("auth_failures", "distributed_guessing")
-    volume_detectors: tuple[str, ...] = ("volume", "volume_baseline")
+    volume_detectors: tuple[str, ...] = ("volume_baseline",)
+    profile_detectors: tuple[str, ...] = ("sending_profile",)
+    lock_score: int = 3
+
+
+STRONG, WEAK, JUMP = 2, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +63,7 @@ class Suspicious:
     client_ip: str
     reason: str
     evidence: dict[str, Any]
+    score: int = STRONG
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +99,14 @@ def on_findings(params: Params, state: State, event: Event,
     if sus is not None and t - sus.time > params.window_seconds:
         sus = None
         state = State(state.bruteforce_at)
-    if isinstance(event, LoginEvent) and event.success and sus is None:
+    if isinstance(event, LoginEvent) and event.success:
         new = _suspicious(params, state, event, mine)
-        if new is not None:
-            return State(state.bruteforce_at, new), []
+        if new is not None and (sus is None or (new.score > sus.score
+                                                and not state.escalated)):
+            # A stronger reason replaces a weaker one; the counts since the first go on.
+            keep = sus is not None
+            return State(state.bruteforce_at, new, state.messages if keep else 0,
+                         state.recipients if keep else 0), []
         return state, []
     if sus is None or t < sus.time or state.escalated:
         return state, []
@@ -91,8 +114,8 @@ def on_findings(params: Params, state: State, event: Event,
     if isinstance(event, SendEvent):
         messages, recipients = messages + 1, recipients + event.recipient_count
     state = replace(state, messages=messages, recipients=recipients)
-    trigger = _jump(params, messages, recipients, mine)
-    if trigger is None:
+    trigger = _departure(params, messages, recipients, mine)
+    if trigger is None or sus.score + trigger["points"] < params.lock_score:
         return state, []
     finding = Finding(
         detector=NAME,
@@ -103,7 +126,7 @@ def on_findings(params: Params, state: State, event: Event,
                  f"{(t - sus.time) / 60:.0f} min by {trigger['what']}"),
         evidence={
             "login": {"time": sus.time, "client_ip": sus.client_ip, "reason": sus.reason,
-                      "evidence": sus.evidence},
+                      "points": sus.score, "evidence": sus.evidence},
             "volume": {"messages": messages, "recipients": recipients, "since": sus.time,
                        "seconds_after_login": round(t - sus.time, 1),
                        "window_seconds": int(params.window_seconds), **trigger},
@@ -114,30 +137,45 @@ def on_findings(params: Params, state: State, event: Event,
 
 def _suspicious(params: Params, state: State, event: LoginEvent,
                 mine: list[Finding]) -> Suspicious | None:
+    best: Suspicious | None = None
     for f in mine:
-        if f.detector in params.login_detectors:
-            return Suspicious(event.event_time, event.client_ip, f.detector,
-                              {"detector": f.detector, "summary": f.summary, **f.evidence})
+        score = (STRONG if f.detector in params.login_detectors
+                 else WEAK if f.detector in params.weak_login_detectors else 0)
+        if score and (best is None or score > best.score):
+            best = Suspicious(event.event_time, event.client_ip, f.detector,
+                              {"detector": f.detector, "summary": f.summary, **f.evidence},
+                              score)
     bf = state.bruteforce_at
-    if bf is not None and 0 <= event.event_time - bf <= params.after_bruteforce_seconds:
-        return Suspicious(event.event_time, event.client_ip, "after_bruteforce",
+    if (bf is not None and 0 <= event.event_time - bf <= params.after_bruteforce_seconds
+            and (best is None or best.score < STRONG)):
+        best = Suspicious(event.event_time, event.client_ip, "after_bruteforce",
                           {"bruteforce_at": bf,
-                           "seconds_after": round(event.event_time - bf, 1)})
-    return None
+                           "seconds_after": round(event.event_time - bf, 1)}, STRONG)
+    return best
 
 
-def _jump(params: Params, messages: int, recipients: int,
-          mine: list[Finding]) -> dict[str, Any] | None:
+def _departure(params: Params, messages: int, recipients: int,
+               mine: list[Finding]) -> dict[str, Any] | None:
+    """The strongest departure on this event, with its points."""
     for f in mine:
         if f.detector in params.volume_detectors:
-            return {"what": f.summary, "trigger": f.detector, "trigger_evidence": f.evidence}
+            return {"what": f.summary, "trigger": f.detector, "trigger_evidence": f.evidence,
+                    "points": JUMP}
     if messages >= params.min_messages:
         return {"what": f"{messages} messages", "trigger": "messages",
-                "threshold": params.min_messages}
+                "threshold": params.min_messages, "points": JUMP}
     if recipients >= params.min_recipients:
         return {"what": f"{recipients} recipients", "trigger": "recipients",
-                "threshold": params.min_recipients}
-    return None
+                "threshold": params.min_recipients, "points": JUMP}
+    best: Finding | None = None
+    for f in mine:
+        if f.detector in params.profile_detectors and "departure" in f.evidence and (
+                best is None or f.evidence["departure"] > best.evidence["departure"]):
+            best = f
+    if best is None:
+        return None
+    return {"what": best.summary.split(": ", 1)[-1], "trigger": best.detector,
+            "trigger_evidence": best.evidence, "points": int(best.evidence["departure"])}
 
 
 SPEC = DetectorSpec(
@@ -147,5 +185,5 @@ SPEC = DetectorSpec(
     initial_state=initial_state,
     step=step,
     on_findings=on_findings,
-    description="suspicious login followed by a volume jump: lock even if neither alone would",
+    description="suspicious login followed by sending that departs from the user's pattern",
 )

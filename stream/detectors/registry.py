@@ -14,6 +14,7 @@ from relayguard.stream.detectors import (
     new_country,
     password_spray,
     plaintext_auth,
+    sending_profile,
     shared_credential,
     too_many_places,
     volume,
@@ -34,6 +35,7 @@ ALL: tuple[AnySpec, ...] = (
     plaintext_auth.SPEC,
     dormant_account.SPEC,
     shared_credential.SPEC,
+    sending_profile.SPEC,
     correlation.SPEC,  # reads the others' findings in on_findings
 )
 

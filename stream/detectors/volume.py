@@ -8,7 +8,9 @@ Default limits and their sources:
 - messages_1h 300: our choice, between the minute and day caps.
 - messages_24h 1000: Microsoft EOP outbound example (1,000 messages/day; policyd-rate-limit's sample
   has 150/day, which suits a single mailbox, not a relay customer).
-- recipients_1m 100: our choice, a fifth of the hourly recipient cap.
+- recipients_1m 500: the hourly recipient cap (was 100, a fifth of it, until issue 9): one honest
+  mailing-list post of a few hundred recipients tripped it alone and locked its sender for an
+  hour (measured on `relayguard simulate`); the hourly and daily caps still hold.
 - recipients_1h 500: hosting providers (e.g. cPanel hosts) and the EOP example, 500 recipients/hour.
 - recipients_24h 2000: hosting providers, 2,000 recipients/day.
 
@@ -48,7 +50,7 @@ def _default_limits() -> tuple[Limit, ...]:
         Limit("messages_1m", "messages", minute, 10),  # policyd-rate-limit sample: 10/minute
         Limit("messages_1h", "messages", hour, 300),  # between the minute and day caps
         Limit("messages_24h", "messages", day, 1000),  # Microsoft EOP example: 1,000/day
-        Limit("recipients_1m", "recipients", minute, 100),  # a fifth of the hourly recipient cap
+        Limit("recipients_1m", "recipients", minute, 500),  # = the hourly cap; see above
         Limit("recipients_1h", "recipients", hour, 500),  # hosting providers / EOP: 500/hour
         Limit("recipients_24h", "recipients", day, 2000),  # hosting providers: 2,000/day
     )

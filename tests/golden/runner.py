@@ -10,7 +10,8 @@ File shape (tests/golden/<detector>.json):
         "silent": true,                                         # benign: no detector says anything
         "expect_commands": [{"action": "lock", "detector": "...", "subject": "...",
                              "evidence": {...subset...}, "evidence_keys": [...]}]}]}
-Events are the wire format (schemas/) with defaults filled in; "t" is seconds after the case's
+Events are the wire format (schemas/) with defaults filled in (a delivery event gets a queue id
+and status "bounced"); "t" is seconds after the case's
 "start" (default 2026-01-05T00:00:00Z) plus "day" days. Geo is inline: {"lat", "lon",
 "radius_km", "country", "city"}. `expect` lists, in order, every finding of the checked detectors
 (the file's detector, or the case's "check" list).
@@ -52,13 +53,25 @@ def all_files() -> list[Path]:
     return sorted(GOLDEN_DIR.glob("*.json"))
 
 
+def _sub(v: Any, i: int) -> Any:
+    """"{i}" replaced in a string, or in each string of a list (recipient_domains)."""
+    if isinstance(v, str):
+        return v.replace("{i}", str(i))
+    if isinstance(v, list):
+        return [x.replace("{i}", str(i)) if isinstance(x, str) else x for x in v]
+    return v
+
+
 def _fill(raw: dict[str, Any], start: float, n: int, i: int) -> dict[str, Any]:
-    e = {k: (v.replace("{i}", str(i)) if isinstance(v, str) else v)
-         for k, v in raw.items() if k not in META}
+    e = {k: _sub(v, i) for k, v in raw.items() if k not in META}
     t = start + raw.get("day", 0) * 86400.0 + raw.get("t", 0) + i * raw.get("every", 0)
     e.setdefault("event_time", to_rfc3339(t))
     e.setdefault("event_id", f"golden-{n}")
     e.setdefault("relay_id", "relay-1")
+    if e["type"] == "delivery":  # no client: the relay delivers
+        e.setdefault("queue_id", f"Q{n:06d}")
+        e.setdefault("status", "bounced")
+        return e
     e.setdefault("client_ip", "198.51.100.7")
     if e["type"] == "login":
         e.setdefault("success", True)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayguard.stream import codec
+from relayguard.stream.records import DeliveryEvent, SendEvent
 
 GOOD = {"type": "send", "event_id": "x", "event_time": "2026-11-29T10:16:00Z", "relay_id": "r",
         "user": "a", "client_ip": "192.0.2.1", "sender": "a@b", "recipient_count": 3, "size": 10}
@@ -37,6 +38,58 @@ def test_bad_payloads_are_rejected_with_reason(raw: bytes, reason: str) -> None:
         codec.decode_event(raw)
     assert err.value.reason == reason
     assert err.value.detail
+
+
+DELIVERY = {"type": "delivery", "event_id": "d", "event_time": "2026-11-29T10:16:05Z",
+            "relay_id": "r", "user": "a@b", "queue_id": "4XkQ1z", "status": "bounced",
+            "recipient_domain": "example.net", "dsn": "5.1.1"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**GOOD, "recipient_domains": "example.net"},  # not a list
+        {**GOOD, "recipient_domains": [1]},
+        {**GOOD, "recipient_domains": [""]},
+        {**GOOD, "recipient_domains": ["x" * 254]},
+        {**GOOD, "recipient_domains": ["Example.NET"]},  # the contract says lowercase
+        {**GOOD, "recipient_domains": ["a@example.net"]},  # an address, not a domain
+        {**GOOD, "recipient_domains": ["a.test", "a.test"]},  # distinct
+        {**GOOD, "recipient_domains": [f"d{i}.test" for i in range(33)]},  # at most 32
+        {**GOOD, "recipient_domain_count": -1},
+        {**GOOD, "recipient_domain_count": 100001},
+        {**GOOD, "recipient_domain_count": 2.0},  # what the relay wrote: a plain integer
+        {**GOOD, "recipient_domain_count": True},
+        {**GOOD, "recipient_domains": ["a.test", "b.test"], "recipient_domain_count": 1},
+        {**DELIVERY, "status": "lost"},
+        {**DELIVERY, "user": ""},
+        {**DELIVERY, "queue_id": ""},
+        {**DELIVERY, "dsn": "five"},
+        {**DELIVERY, "recipient_domain": "Example.net"},
+        {**DELIVERY, "client_ip": "192.0.2.1"},  # unknown fields are refused, as for the others
+        {k: v for k, v in DELIVERY.items() if k != "status"},
+    ],
+)
+def test_bad_new_fields_are_invalid(bad: dict[str, object]) -> None:
+    with pytest.raises(codec.Rejected) as err:
+        codec.decode_event(orjson.dumps(bad))
+    assert err.value.reason == "invalid"
+
+
+def test_recipient_domains_and_delivery_decode() -> None:
+    send = codec.decode_event(orjson.dumps(
+        {**GOOD, "recipient_domains": ["b.test", "a.test"], "recipient_domain_count": 40}))
+    assert isinstance(send, SendEvent)
+    assert send.recipient_domains == ("b.test", "a.test")
+    assert send.recipient_domain_count == 40
+    old = codec.decode_event(orjson.dumps(GOOD))  # old relays: both absent, still valid
+    assert isinstance(old, SendEvent)
+    assert old.recipient_domains is None and old.recipient_domain_count is None
+    delivery = codec.decode_event(orjson.dumps(DELIVERY))
+    assert isinstance(delivery, DeliveryEvent)
+    assert (delivery.user, delivery.status, delivery.dsn) == ("a@b", "bounced", "5.1.1")
+    assert codec.decode_event(codec.encode_event(delivery)) == delivery
+    assert codec.decode_event(codec.encode_event(old)) == old
 
 
 def test_good_payload_decodes() -> None:

@@ -28,7 +28,7 @@ def test_defaults_unchanged_without_tiers() -> None:
     got = {lim.name: (lim.measure, lim.window.length, lim.limit) for lim in p.limits}
     assert got == {
         "messages_1m": ("messages", 60, 10), "messages_1h": ("messages", 3600, 300),
-        "messages_24h": ("messages", 86400, 1000), "recipients_1m": ("recipients", 60, 100),
+        "messages_24h": ("messages", 86400, 1000), "recipients_1m": ("recipients", 60, 500),
         "recipients_1h": ("recipients", 3600, 500), "recipients_24h": ("recipients", 86400, 2000),
     }
     assert limits_for(p, "a@b.c")["messages_1m"] == (10, "default")

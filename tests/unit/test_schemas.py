@@ -7,7 +7,15 @@ import pytest
 
 from relayguard import schemas
 from relayguard.stream import codec
-from relayguard.stream.records import Alert, LockAck, LockCommand, LoginEvent, SendEvent
+from relayguard.stream.records import (
+    Alert,
+    DeliveryEvent,
+    Event,
+    LockAck,
+    LockCommand,
+    LoginEvent,
+    SendEvent,
+)
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:
@@ -30,6 +38,13 @@ LOGIN = LoginEvent("e1", 1796000000.25, "relay-1", "alice@example.com", "2001:db
                    None, "LOGIN", "bad_credentials", "postfix-log", "hmac:abc")
 SEND = SendEvent("e2", 1796000001.0, "relay-1", "alice@example.com", "192.0.2.1", "a@x.test",
                  7, 12345, "TLSv1.3", "4XkQ1z", "postfix-policy")
+SEND_DOMAINS = SendEvent("e3", 1796000001.5, "relay-1", "alice@example.com", "192.0.2.1",
+                         "a@x.test", 40, 999, None, None, "postfix-policy",
+                         ("x.test", "y.test"), 12)
+DELIVERY = DeliveryEvent("e4", 1796000009.0, "relay-1", "alice@example.com", "4XkQ1z",
+                         "bounced", "y.test", "5.1.1", "postfix-log")
+DELIVERY_BARE = DeliveryEvent("e5", 1796000010.0, "relay-1", "alice@example.com", "4XkQ1z",
+                              "sent")
 COMMAND = LockCommand("c1", "alice@example.com", "user", "lock", "too many", "volume",
                       {"count": 41, "limit": 10}, 1796000002.5, 1796003602.5, "worker", 17,
                       "high", False)
@@ -38,11 +53,13 @@ ALERT = Alert("a1", "volume", "high", "alice@example.com", "user", "too many", {
 ACK = LockAck("relay-1", "c1", "alice@example.com", "user", "lock", 17, 1796000003.125)
 
 
-@pytest.mark.parametrize("event", [LOGIN, SEND])
-def test_events_round_trip_through_schema(event: LoginEvent | SendEvent) -> None:
+_SCHEMA_OF = {LoginEvent: "login-event", SendEvent: "send-event", DeliveryEvent: "delivery-event"}
+
+
+@pytest.mark.parametrize("event", [LOGIN, SEND, SEND_DOMAINS, DELIVERY, DELIVERY_BARE])
+def test_events_round_trip_through_schema(event: Event) -> None:
     raw = codec.encode_event(event)
-    name = "login-event" if isinstance(event, LoginEvent) else "send-event"
-    _validator(name).validate(codec.parse_record(raw, ("login", "send")))
+    _validator(_SCHEMA_OF[type(event)]).validate(codec.parse_record(raw, codec.EVENT_TYPES))
     assert codec.decode_event(raw) == event
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -48,7 +49,7 @@ def test_every_attack_kind_is_injected_and_labelled(small_run: Path) -> None:
     by_ip: Counter[str] = Counter()
     by_id = {}
     for e in _events(small_run):
-        by_ip[str(e["client_ip"])] += 1
+        by_ip[str(e.get("client_ip"))] += 1
         by_id[e["event_id"]] = e
     for a in attacks:
         assert a["attacker_ips"], a
@@ -83,7 +84,8 @@ def test_plaintext_attack_has_no_tls_and_dormant_victim_was_silent(small_run: Pa
     dormant = next(a for a in labels["attacks"] if a["kind"] == "dormant_abroad")
     victim = dormant["victims"][0]
     attackers = {ip for a in labels["attacks"] for ip in a["attacker_ips"]}  # sprays hit it too
-    seen = [e for e in events if e["user"] == victim and e["client_ip"] not in attackers]
+    seen = [e for e in events if e["user"] == victim and e["type"] != "delivery"
+            and e["client_ip"] not in attackers]
     # Only the months-old preamble: nothing within 90 days before the attack.
     assert seen, "a dormant account needs a past"
     assert all(str(e["event_time"]) < labels["start_iso"] for e in seen)
@@ -91,7 +93,8 @@ def test_plaintext_attack_has_no_tls_and_dormant_victim_was_silent(small_run: Pa
 
 def test_events_follow_the_schemas_and_time_order(small_run: Path) -> None:
     validators = {"login": Draft202012Validator(schemas.load("login-event")),
-                  "send": Draft202012Validator(schemas.load("send-event"))}
+                  "send": Draft202012Validator(schemas.load("send-event")),
+                  "delivery": Draft202012Validator(schemas.load("delivery-event"))}
     events = _events(small_run)
     assert len(events) > 5000
     for e in events[::37] + events[-500:]:
@@ -99,6 +102,35 @@ def test_events_follow_the_schemas_and_time_order(small_run: Path) -> None:
     times = [str(e["event_time"]) for e in events]
     assert times == sorted(times)  # same-length RFC 3339 strings sort as times do
     assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_recipient_domains_senders_and_bounces_tell_spam_from_honest_mail(
+        small_run: Path) -> None:
+    events: list[dict[str, Any]] = _events(small_run)
+    labels = orjson.loads((small_run / LABELS).read_bytes())
+    attackers = {ip for a in labels["attacks"] for ip in a["attacker_ips"]}
+    sends = [e for e in events if e["type"] == "send"]
+    spam = [e for e in sends if e["client_ip"] in attackers]
+    honest = [e for e in sends if e["client_ip"] not in attackers]
+    assert spam and honest
+    for e in sends:  # every send carries the RCPT summary, consistent with its count
+        domains = e["recipient_domains"]
+        count, rcpts = e["recipient_domain_count"], e["recipient_count"]
+        assert 1 <= len(domains) <= 32 and len(set(domains)) == len(domains)
+        assert len(domains) <= count <= max(rcpts, 1)
+    own = sum(e["sender"] == e["user"] for e in honest) / len(honest)
+    bulk = {u for u, d in labels["users"].items() if d["size"] in ("newsletter", "transactional")}
+    people = [e for e in honest if e["user"] not in bulk]
+    assert sum(e["sender"] == e["user"] for e in people) / len(people) > 0.9
+    assert own < 1.0  # bulk senders use VERP / noreply addresses
+    queue = {e["queue_id"]: e["client_ip"] in attackers for e in sends}
+    failed = [e for e in events if e["type"] == "delivery"]
+    assert failed and all(e["queue_id"] in queue for e in failed)
+    spam_rcpts = sum(e["recipient_count"] for e in spam)
+    honest_rcpts = sum(e["recipient_count"] for e in honest)
+    spam_rate = sum(queue[e["queue_id"]] for e in failed) / spam_rcpts
+    honest_rate = sum(not queue[e["queue_id"]] for e in failed) / honest_rcpts
+    assert spam_rate > 0.1 > 0.03 > honest_rate  # scraped lists bounce, address books rarely
 
 
 def test_city_database_locates_the_synthetic_networks(small_run: Path) -> None:
@@ -138,11 +170,11 @@ def test_a_traveller_lands_no_sooner_than_an_airliner_allows() -> None:
     for u in travellers:
         trip = u.trips[0]
         events = list(UserTraffic(u, cfg).events())
-        at_hotel = [t for t, _, e in events if e["client_ip"] == trip.hotel_ip]
+        at_hotel = [t for t, _, e in events if e.get("client_ip") == trip.hotel_ip]
         assert at_hotel, "the outbox flushes from the hotel on landing"
         landed = at_hotel[0]
         # The last login from a fixed line at home (not the roaming phone) before landing.
-        home = [t for t, _, e in events if t < landed and e["client_ip"] in
+        home = [t for t, _, e in events if t < landed and e.get("client_ip") in
                 (u.home_ip, u.org.office_ip)]
         if home:
             gap_h = (landed - home[-1]) / 3600

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relayguard.roof.simulate import world
+from relayguard.roof.simulate import mail, world
 from relayguard.roof.simulate.events import RELAYS, Emitter, Timed
 from relayguard.roof.simulate.fleet import DAY, Fleet, User
 
@@ -36,6 +36,30 @@ class Attack:
     attacker_ips: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # users guessed at but not taken over
     notes: str = ""
+    # Recipients, envelope senders and bounces: a generator of their own (see mail.py), so the
+    # attack's times are the same with or without them.
+    mrng: random.Random = field(default_factory=lambda: random.Random(0))
+    # "own" (the victim's address), "own_domain" (made-up boxes of the victim's domain) or
+    # "foreign" (other domains): what the spam tool puts in MAIL FROM.
+    senders: str = "own"
+    bounce_rate: float = 0.2
+
+    def setup_mail(self, seed: int, index: int) -> None:
+        self.mrng = random.Random(f"attack-mail:{seed}:{index}")
+        self.senders = self.mrng.choices(("own", "own_domain", "foreign"), (4, 3, 3))[0]
+        self.bounce_rate = self.mrng.uniform(*mail.SPAM_BOUNCE)
+
+    def sender_for(self, user: str, drawn: str) -> str:
+        m, domain = self.mrng, user.split("@")[1]
+        if self.senders == "own":
+            return user
+        if self.senders == "own_domain":
+            return drawn if drawn != user else f"{m.choice(('info', 'billing', 'hr'))}@{domain}"
+        if m.random() < 0.2:
+            return user
+        return f"{m.choice(('service', 'support', 'noreply', 'news'))}@" \
+               f"{m.choice(('secure-pay', 'parcel-track', 'bank-alert', 'promo'))}" \
+               f"{m.randrange(500)}.test"
 
     def login(self, t: float, user: str, ip: str, ok: bool = True, **kw: Any) -> None:
         if ip not in self.attacker_ips:
@@ -44,8 +68,16 @@ class Attack:
 
     def send(self, t: float, user: str, ip: str, recipients: int, tls: bool = True,
              sender: str | None = None) -> None:
-        self.events.append(self.emit.send(t, self.relay, user, ip, recipients,
-                                          self.rng.randint(2_000, 20_000), sender, tls))
+        size = self.rng.randint(2_000, 20_000)
+        m = self.mrng
+        domains = mail.distinct(mail.harvested(m) for _ in range(recipients))
+        item = self.emit.send(t, self.relay, user, ip, recipients, size,
+                              self.sender_for(user, sender or user), tls, mail.fields(domains))
+        self.events.append(item)
+        for status, dsn, domain in mail.bounces(m, domains, recipients, self.bounce_rate):
+            later = m.uniform(2, 60) if status == "bounced" else m.uniform(60, 900)
+            self.events.append(self.emit.delivery(t + later, self.relay, user,
+                                                  item[2]["queue_id"], status, dsn, domain))
 
     def spam(self, t: float, user: str, ip: str, count: int, gap: tuple[float, float],
              rcpt: tuple[int, int], tls: bool = True, relogin_every: int = 0) -> float:
@@ -62,7 +94,7 @@ class Attack:
 
     def label(self) -> dict[str, Any]:
         logins = [e for e in self.events if e[2]["type"] == "login"]
-        malicious = [e for e in self.events if e[2]["client_ip"] in self.attacker_ips]
+        malicious = [e for e in self.events if e[2].get("client_ip") in self.attacker_ips]
         guesses = [e for e in logins if not e[2]["success"] and e[2]["client_ip"]
                    in self.attacker_ips]
         sends = [e for e in malicious if e[2]["type"] == "send"]
@@ -169,7 +201,8 @@ def impossible_travel(a: Attack, t: float, victim: User, fleet: Fleet) -> None:
     # The victim's own session at home, then the attacker on another continent minutes later.
     home = victim.home_ip
     a.events.append(a.emit.login(t, a.relay, victim.name, home))
-    a.events.append(a.emit.send(t + 20, a.relay, victim.name, home, 1, 12_000))
+    a.events.append(a.emit.send(t + 20, a.relay, victim.name, home, 1, 12_000,
+                                extra=mail.fields([victim.org.domain])))
     ip = _abroad_ip(rng, victim.country, far_from=victim.org.city)
     t += rng.uniform(10, 40) * MIN
     a.login(t, victim.name, ip)
@@ -276,6 +309,7 @@ def inject(fleet: Fleet) -> list[Attack]:
         emit = Emitter(f"a{i + 1:02d}", cfg.password_hashes)
         a = Attack(f"A{i + 1:02d}", kind, [victim.name], emit,
                    random.Random(f"attack:{cfg.seed}:{i}"), rng.choice(RELAYS))
+        a.setup_mail(cfg.seed, i)
         INJECTORS[kind](a, t, victim, fleet)
         a.events.sort(key=lambda e: (e[0], e[1]))
         out.append(a)

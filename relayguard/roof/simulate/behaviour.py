@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Iterator
 
-from relayguard.roof.simulate import world
+from relayguard.roof.simulate import mail, world
 from relayguard.roof.simulate.events import RELAYS, Emitter, Timed
 from relayguard.roof.simulate.fleet import DAY, SimConfig, Trip, User
 
@@ -54,6 +54,16 @@ class UserTraffic:
         self.hub = self.rng.randrange(4)
         self.heap: list[Timed] = []
         self.relay = self.rng.choice(RELAYS)
+        # Recipients, envelope senders and bounces draw from a generator of their own, so the
+        # times and sessions above are the same as without them (see mail.py).
+        self.mrng = random.Random(f"mail:{cfg.seed}:{user.index}")
+        colleagues = [f"org{i:03d}.example" for i in self.mrng.sample(range(cfg.orgs),
+                                                                       min(cfg.orgs, 4))]
+        self.domain = user.name.split("@")[1]
+        self.corr = mail.Correspondents(self.mrng, self.domain, colleagues)
+        # One in ten writes now and then as an alias of the own domain (info@, a shared box).
+        self.alias = (f"{self.mrng.choice(('info', 'office', 'sales', 'team'))}@{self.domain}"
+                      if self.mrng.random() < 0.1 else None)
         # At the airport and in the air nothing is sent, whatever day's draw it came from.
         self.in_air = [self._flight_window(trip, trip_day) for trip in user.trips
                        for trip_day in (trip.depart_day, trip.return_day)]
@@ -69,6 +79,40 @@ class UserTraffic:
         origin, dest = (self.u.org.city, trip.dest) if out else (trip.dest, self.u.org.city)
         leave = self._day_start(day, origin.utc_offset_h) + trip.depart_hour * HOUR
         return leave - 1.5 * HOUR, leave + (world.flight_hours(origin, dest) + 0.3) * HOUR
+
+    def _mail(self, t: float, relay: str, ip: str, recipients: int, size: int,
+              tls: bool = True, kind: str = "personal") -> None:
+        """A send event with its RCPT summary and envelope sender, and the delivery outcomes
+        of the recipients that bounced (the log follower reports those)."""
+        m, u = self.mrng, self.u
+        if kind == "list":
+            domains, rate = self.corr.list_post(recipients), mail.LIST_BOUNCE
+            count = max(len(domains), min(recipients, len(self.corr.list_members)))
+        elif kind == "bulk":
+            domains, rate = mail.distinct(mail.subscriber(m) for _ in range(min(recipients,
+                                                                              200))), \
+                mail.BULK_BOUNCE
+            # Beyond 200 recipients the draw is sampled: scale the distinct count up.
+            count = max(len(domains), len(domains) * recipients // 200)
+        else:
+            domains, rate = self.corr.message(recipients), mail.HONEST_BOUNCE
+            count = len(domains)
+        if u.size == "newsletter":
+            sender = f"bounce+{m.randrange(16**6):06x}@{self.domain}"  # VERP: one per message
+        elif u.size == "transactional":
+            sender = f"noreply@{self.domain}"
+        elif self.alias and m.random() < 0.2:
+            sender = self.alias
+        else:
+            sender = u.name
+        item = self.emit.send(t, relay, u.name, ip, recipients, size, sender, tls,
+                              mail.fields(domains, count))
+        self._push(item)
+        queue_id = item[2]["queue_id"]
+        for status, dsn, domain in mail.bounces(m, domains, recipients, rate):
+            later = m.uniform(2, 60) if status == "bounced" else m.uniform(60, 900)
+            self._push(self.emit.delivery(t + later, relay, u.name, queue_id, status, dsn,
+                                          domain))
 
     def _relay(self) -> str:
         return self.relay if self.rng.random() < 0.8 else self.rng.choice(RELAYS)
@@ -91,7 +135,7 @@ class UserTraffic:
         self._push(self.emit.login(t, relay, u.name, ip, tls=tls, mechanism=mechanism))
         for _ in range(sends):
             t += rng.uniform(2, 45)
-            self._push(self.emit.send(t, relay, u.name, ip, _recipients(rng), _size(rng), tls=tls))
+            self._mail(t, relay, ip, _recipients(rng), _size(rng), tls)
         return t
 
     # --- a day ---------------------------------------------------------------------------
@@ -135,8 +179,8 @@ class UserTraffic:
             relay = self._relay()
             ip = u.org.office_ip
             self._push(self.emit.login(t, relay, u.name, ip))
-            self._push(self.emit.send(t + rng.uniform(5, 40), relay, u.name, ip,
-                                      rng.randint(30, 300), _size(rng)))
+            self._mail(t + rng.uniform(5, 40), relay, ip, rng.randint(30, 300), _size(rng),
+                       kind="list")
         if u.stale_phone and u.stale_phone[0] <= day < u.stale_phone[1]:
             self._stale_phone(start, workday, hotel)
         if u.new_phone_day == day:
@@ -218,8 +262,8 @@ class UserTraffic:
             self._push(self.emit.login(t, relay, u.name, u.server_ip))
             step = 540 / n
             for k in range(n):
-                self._push(self.emit.send(t + 1 + k * step, relay, u.name, u.server_ip, 1,
-                                          rng.randint(4_000, 40_000)))
+                self._mail(t + 1 + k * step, relay, u.server_ip, 1, rng.randint(4_000, 40_000),
+                           kind="bulk")
 
     def _newsletter(self, day: int) -> None:
         """Two campaigns a week in steady batches (one recipient per message), plus a list post."""
@@ -234,14 +278,13 @@ class UserTraffic:
             self._push(self.emit.login(t, relay, u.name, u.server_ip))
             for _ in range(min(50, left)):
                 t += rng.uniform(8, 16)
-                self._push(self.emit.send(t, relay, u.name, u.server_ip, 1,
-                                          rng.randint(20_000, 80_000)))
+                self._mail(t, relay, u.server_ip, 1, rng.randint(20_000, 80_000), kind="bulk")
             left -= 50
             t += rng.uniform(5, 30)
         t += rng.uniform(600, 3600)
         self._push(self.emit.login(t, self.relay, u.name, u.server_ip))
-        self._push(self.emit.send(t + 3, self.relay, u.name, u.server_ip,
-                                  rng.randint(500, 3000), rng.randint(20_000, 80_000)))
+        self._mail(t + 3, self.relay, u.server_ip, rng.randint(500, 3000),
+                   rng.randint(20_000, 80_000), kind="bulk")
 
     # --- the stream ----------------------------------------------------------------------
     def preamble(self) -> None:

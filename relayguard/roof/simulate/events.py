@@ -1,4 +1,5 @@
-"""Event records as the relays would publish them (schemas/login-event, schemas/send-event).
+"""Event records as the relays would publish them (schemas/login-event, schemas/send-event,
+schemas/delivery-event).
 
 Each source of events (one user, one attack) has its own `Emitter`, so ids are unique and do not
 depend on the order in which sources are generated: that is what keeps a seed's output identical.
@@ -49,7 +50,9 @@ class Emitter:
         return t, eid, d
 
     def send(self, t: float, relay: str, user: str, ip: str, recipients: int, size: int,
-             sender: str | None = None, tls: bool = True) -> Timed:
+             sender: str | None = None, tls: bool = True,
+             extra: dict[str, Any] | None = None) -> Timed:
+        """A send event; `extra` adds optional fields (the RCPT summary)."""
         t = round(t, 3)
         eid = self._id()
         d = {
@@ -59,4 +62,22 @@ class Emitter:
             "tls_protocol": "TLSv1.3" if tls else None,
             "queue_id": f"{self.prefix.upper()}Q{self.n:07X}", "source": "postfix-policy",
         }
+        if extra:
+            d.update(extra)
+        return t, eid, d
+
+    def delivery(self, t: float, relay: str, user: str, queue_id: str, status: str,
+                 dsn: str | None, domain: str | None) -> Timed:
+        """A delivery outcome the log follower attributes to `user` through the queue id."""
+        t = round(t, 3)
+        eid = self._id()
+        d: dict[str, Any] = {
+            "type": "delivery", "event_id": eid, "event_time": to_rfc3339(t),
+            "relay_id": relay, "user": user, "queue_id": queue_id, "status": status,
+            "source": "postfix-log",
+        }
+        if domain is not None:
+            d["recipient_domain"] = domain
+        if dsn is not None:
+            d["dsn"] = dsn
         return t, eid, d
