@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).parent
-NAMES = ("login-event", "send-event", "delivery-event", "lock-command", "lock-ack", "alert",
-         "dead-letter", "control-record", "audit-record")
+NAMES = ("login-event", "send-event", "delivery-event", "event-batch", "lock-command", "lock-ack",
+         "alert", "dead-letter", "control-record", "audit-record")
 
 
 @cache

@@ -19,7 +19,6 @@ dead-lettered with its own reason and the rest are processed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -37,10 +36,8 @@ _MARK = b'"event_batch"'
 
 
 def load_schema() -> dict[str, Any]:
-    """schemas/event-batch.schema.json (read here, not through `schemas.load`, whose list of
-    names other branches extend this session; the lead may move it there)."""
-    data: dict[str, Any] = json.loads((schemas.HERE / "event-batch.schema.json").read_text())
-    return data
+    """schemas/event-batch.schema.json."""
+    return schemas.load("event-batch")
 
 
 _validate: Callable[[Any], Any] = fastjsonschema.compile(load_schema())
