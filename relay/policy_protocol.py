@@ -282,17 +282,6 @@ def send_event_id(relay_id: str, queue_id: str | None, instance: str | None) -> 
     return "postfix-policy:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class PolicySendEvent(SendEvent):
-    """A send event with the recipient-domain summary (the send event schema's optional
-    `recipient_domains` and `recipient_domain_count`). A subclass so the shared codec encodes
-    it unchanged (asdict); only built when the summary is known, so events without it carry
-    neither field."""
-
-    recipient_domains: tuple[str, ...] = ()
-    recipient_domain_count: int = 0
-
-
 def send_event_from(request: PolicyRequest, relay_id: str, now: float,
                     user_names: UserNameMode = DEFAULT_USER_NAMES,
                     recipients: RecipientDomains | None = None) -> SendEvent | None:
@@ -326,6 +315,5 @@ def send_event_from(request: PolicyRequest, relay_id: str, now: float,
     )
     if recipients is None:
         return SendEvent(**fields)
-    return PolicySendEvent(**fields,
-                           recipient_domains=recipients.names[:MAX_LISTED_DOMAINS],
-                           recipient_domain_count=min(recipients.count, MAX_COUNTED))
+    return SendEvent(**fields, recipient_domains=tuple(recipients.names[:MAX_LISTED_DOMAINS]),
+                     recipient_domain_count=min(recipients.count, MAX_COUNTED))

@@ -11,9 +11,9 @@ import pytest
 
 from relayguard.foundation.errors import ConfigError
 from relayguard.relay.lock_book import LockBook
-from relayguard.relay.policy_protocol import DecisionConfig, PolicySendEvent
+from relayguard.relay.policy_protocol import DecisionConfig
 from relayguard.relay.policy_server import ListenAddress, PolicyServer, parse_listen
-from relayguard.stream.records import Event, LockCommand
+from relayguard.stream.records import Event, LockCommand, SendEvent
 
 NOW = 1_800_000_000.0
 
@@ -272,8 +272,11 @@ async def test_send_event_carries_the_recipient_domains(
     assert await _reply(r) == b"action=DUNNO\n\n"
     w.close()
     first, second, third = events
-    assert isinstance(first, PolicySendEvent) and isinstance(second, PolicySendEvent)
-    assert not isinstance(third, PolicySendEvent) and third.user == "carol"
+    assert isinstance(first, SendEvent) and isinstance(second, SendEvent)
+    assert isinstance(third, SendEvent)
+    assert first.recipient_domains is not None and second.recipient_domains is not None
+    assert third.recipient_domains is None and third.recipient_domain_count is None
+    assert third.user == "carol"
     assert first.recipient_domains == tuple(f"d{i}.example" for i in range(32))
     assert first.recipient_domain_count == 40
     assert second.recipient_domains == ("other.example",)
