@@ -198,8 +198,21 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
                       "networks_known": hashed_set.size(state.networks)},
             signal_only=True)]
     assert isinstance(event, SendEvent)
+    before = state.novelty
     state = _observe_send(params, state, event, user, t, learning)
-    return _judge(params, state, event, user, t)
+    learned_novelty = state.novelty
+    # Judge the message against the novelty the user had before it: a spam message's own new
+    # domains must not raise the expectation it is judged by (20 new domains at once would
+    # otherwise "predict" themselves). The message's novelty counts only if it did not depart.
+    state, found = _judge(params, replace(state, novelty=before), event, user, t)
+    if not found or not _is_learned(params, state, t):
+        state = replace(state, novelty=learned_novelty)
+    return state, found
+
+
+def _is_learned(params: Params, state: State, now: float) -> bool:
+    return (state.first_seen is not None and now - state.first_seen >= params.learn_seconds
+            and state.observations >= params.learn_domains)
 
 
 def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: float,

@@ -145,10 +145,10 @@ async def test_relay_resends_inside_a_batch_are_duplicates() -> None:
 
 
 async def test_unknown_types_are_judged_by_the_same_decoder_as_single_records() -> None:
-    """A type the codec does not know (yet) gets exactly the single record's verdict."""
+    """A type the codec does not know gets exactly the single record's verdict."""
     pipe, rec, _ = make()
     (dave,) = users_of(0, 1, "dave")
-    delivery = orjson.dumps({"type": "delivery", "event_id": "d1", "event_time": "2026-12-01T00:"
+    delivery = orjson.dumps({"type": "teleport", "event_id": "d1", "event_time": "2026-12-01T00:"
                              "00:00Z", "relay_id": "r", "user": dave, "queue_id": "4X",
                              "status": "bounced"})
     await pipe.ingest(delivery, Origin("relayguard.events", 0, 0, dave.encode()), {})
