@@ -84,7 +84,7 @@ async def test_new_country_login_then_many_new_domains_is_refused_within_seconds
                        for e in (orjson.loads(r.value) for r in records))
 
         logged = await collect(worker.bootstrap, [t.events], abroad_login, 30)
-        assert abroad_login(logged), "no login event from the maillog:\n" + env.maillog_text()[-3000:]
+        assert abroad_login(logged), f"no login event:\n{env.maillog_text()[-3000:]}"
         # Then the spam run: one message to 20 recipients in 20 domains she never wrote to.
         spam_to = ",".join(f"info@shop{i}.example" for i in range(20))
         await env.swaks_async(USER, env.users[USER], to=spam_to, client_ip=ABROAD_IP)
