@@ -18,6 +18,7 @@ import random
 import statistics
 import sys
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +29,7 @@ from relayguard.foundation.settings import Settings
 from relayguard.roof.replay import Replayer
 from relayguard.stream.detectors import registry
 from relayguard.stream.engine import CoreParams, KeyState
-from relayguard.stream.records import Event, GeoPoint, LoginEvent, SendEvent
+from relayguard.stream.records import DeliveryEvent, Event, GeoPoint, LoginEvent, SendEvent
 
 
 def _size(state: KeyState) -> int:
@@ -64,8 +65,19 @@ def traffic(n_events: int, n_users: int, seed: int = 1) -> list[Event]:
         if rnd.random() < 0.05:  # roaming
             geo, ip = rnd.choice(PLACES), f"203.0.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"
         if r < 0.70:
-            out.append(SendEvent(eid, t, "r1", user, ip, user, rnd.randint(1, 20), 4000,
-                                 "TLSv1.3"))
+            # recipient domains as the policy service reports them: mostly the user's usual
+            # correspondents (a pool of 30 per user), sometimes a new one; bounces now and then
+            count = rnd.randint(1, 20)
+            pool = zlib.crc32(user.encode()) % 1000  # stable across runs (hash() is salted)
+            domains = tuple(sorted({f"d{(pool + rnd.randint(0, 29)) % 5000}.example"
+                                    if rnd.random() < 0.95 else f"new{rnd.randint(0, 10**6)}.test"
+                                    for _ in range(min(count, 5))}))
+            out.append(SendEvent(eid, t, "r1", user, ip, user, count, 4000, "TLSv1.3",
+                                 recipient_domains=domains,
+                                 recipient_domain_count=len(domains)))
+            if rnd.random() < 0.02:
+                out.append(DeliveryEvent(f"{eid}:d", t + 5, "r1", user, "Q1", "bounced",
+                                         recipient_domain=domains[0], dsn="5.1.1"))
         else:
             ok = rnd.random() < 0.9
             out.append(LoginEvent(eid, t, "r1", user, ip, ok, "TLSv1.3", "PLAIN",
