@@ -114,7 +114,8 @@ def _level(table: Any, names: set[str], where: str) -> tuple[dict[str, int | Non
 
 
 def _volume_params(overrides: dict[str, Any]) -> volume.Params:
-    unknown = set(overrides) - {"enabled", "limits", "windows", "plans", "domains", "users"}
+    unknown = set(overrides) - {"enabled", "limits", "windows", "plans", "domains", "users",
+                                *_VOLUME_BULK}
     if unknown:
         raise ConfigError(f"detectors.volume: unknown settings {sorted(unknown)}")
     base = {lim.name: lim for lim in volume.Params().limits}
@@ -155,7 +156,22 @@ def _volume_params(overrides: dict[str, Any]) -> volume.Params:
             raise ConfigError(f"detectors.volume: {who} is on plan {p!r}, which is not defined; "
                               f"known plans: {sorted(plans)}")
     tiers = volume.Tiers(users, domains, plans, user_plans, domain_plans)
-    return volume.Params(limits=tuple(base.values()), tiers=tiers)
+    bulk: dict[str, Any] = {}
+    for key, (kind, low) in _VOLUME_BULK.items():
+        if key in overrides:
+            raw = overrides[key]
+            ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= low \
+                and (kind is float or isinstance(raw, int))
+            if not ok:
+                raise ConfigError(f"detectors.volume.{key}: want a {kind.__name__} >= {low}, "
+                                  f"got {raw!r}")
+            bulk[key] = kind(raw)
+    return volume.Params(limits=tuple(base.values()), tiers=tiers, **bulk)
+
+
+# learned bulk senders (stream/detectors/volume.py): setting -> (type, lowest value)
+_VOLUME_BULK: dict[str, tuple[type, float]] = {
+    "bulk_days": (int, 0), "bulk_min_days": (int, 1), "bulk_headroom": (float, 1.0)}
 
 
 def _networks(value: Any, where: str) -> tuple[IpNetwork, ...]:

@@ -14,6 +14,17 @@ Default limits and their sources:
 - recipients_1h 500: hosting providers (e.g. cPanel hosts) and the EOP example, 500 recipients/hour.
 - recipients_24h 2000: hosting providers, 2,000 recipients/day.
 
+Learned bulk senders: a user whose own peaks have reached near a limit on at least `bulk_min_days`
+(2) of the previous `bulk_days` (7) days gets, for that limit, `bulk_headroom` (1.5) times the
+highest of those peaks instead, when that is higher (transactional senders with a batch every ten
+minutes, newsletters with two campaigns a week: 60 of the 67 false-lock user-days left on the
+simulator's default fleet were these senders without an operator plan). Only peaks at or above
+the limit / headroom are kept (at most `bulk_days` + 1 per limit), so ordinary users store
+nothing. A taken-over account is exempt only up to its owner's own proven volume, and only after
+two days of it; the sending profile and correlation still judge what it sends. `bulk_days = 0`
+turns this off. Our choice, after adaptive limits of outbound filters that learn a sender's
+normal volume (e.g. EOP's outbound spam policy learns per-user baselines).
+
 Tiers: a limit's value for a user comes from the first level that sets it: the user's own override,
 then the user's domain (the part after '@'), then the user's plan (listed per user, else per
 domain), then the default above. A level can say "unlimited" (None) or leave a limit out to inherit
@@ -86,6 +97,9 @@ class Tiers:
 class Params:
     limits: tuple[Limit, ...] = field(default_factory=_default_limits)
     tiers: Tiers = field(default_factory=Tiers)
+    bulk_days: int = 7  # 0 = no learned headroom
+    bulk_min_days: int = 2
+    bulk_headroom: float = 1.5
 
 
 def resolve(params: Params, user: str) -> list[tuple[int | None, str]]:
@@ -111,6 +125,36 @@ class State:
     counts: tuple[windows.Buckets, ...] = ()  # one per limit, same order as Params.limits
     # Per limit: until when a finding was already reported, so one crossing gives one finding.
     reported_until: tuple[float, ...] = ()
+    # Per limit: (day number, that day's highest count) for days whose peak came near the limit.
+    peaks: tuple[tuple[tuple[int, int], ...], ...] = ()
+
+
+DAY = 86400.0
+
+
+def learned_limit(params: Params, peaks: tuple[tuple[int, int], ...], value: int,
+                  today: int) -> int:
+    """The limit a proven bulk sender gets: headroom over its own peaks of previous days."""
+    if params.bulk_days <= 0:
+        return value
+    past = [n for d, n in peaks if today - params.bulk_days <= d < today]
+    if len(past) < params.bulk_min_days:
+        return value
+    return max(value, int(params.bulk_headroom * max(past)))
+
+
+def _note_peak(params: Params, peaks: tuple[tuple[int, int], ...], value: int | None,
+               count: int, today: int) -> tuple[tuple[int, int], ...]:
+    if params.bulk_days <= 0 or value is None or count * params.bulk_headroom < value:
+        return peaks
+    kept = [(d, n) for d, n in peaks if d >= today - params.bulk_days]
+    if kept and kept[-1][0] == today:
+        if count <= kept[-1][1]:
+            return peaks if len(kept) == len(peaks) else tuple(kept)
+        kept[-1] = (today, count)
+    else:
+        kept.append((today, count))
+    return tuple(kept)
 
 
 def initial_state() -> State:
@@ -123,24 +167,35 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
     n = len(params.limits)
     counts = state.counts if len(state.counts) == n else ((),) * n
     reported = state.reported_until if len(state.reported_until) == n else (float("-inf"),) * n
+    all_peaks = state.peaks if len(state.peaks) == n else ((),) * n
     now = max(state.watermark, event.event_time)
+    today = int(now // DAY)
     new_counts: list[windows.Buckets] = []
     new_reported: list[float] = []
+    new_peaks: list[tuple[tuple[int, int], ...]] = []
     findings: list[Finding] = []
     resolved = resolve(params, event.user)
-    for lim, buckets, until, (value, tier) in zip(
-        params.limits, counts, reported, resolved, strict=True
+    for lim, buckets, until, peaks, (value, tier) in zip(
+        params.limits, counts, reported, all_peaks, resolved, strict=True
     ):
         amount = 1 if lim.measure == "messages" else event.recipient_count
         buckets = windows.add(buckets, lim.window, event.event_time, amount, now)
         new_counts.append(buckets)
         count = windows.total(buckets, lim.window, now)
-        if value is not None and count > value and now >= until:
-            until = now + lim.window.length
-            findings.append(_finding(event, lim, count, value, tier))
+        if value is not None:
+            # peaks are noted against the configured value, so a learned limit keeps learning
+            peaks = _note_peak(params, peaks, value, count, today)
+            learned = learned_limit(params, peaks, value, today)
+            if learned > value:
+                value, tier = learned, f"learned bulk sender, {tier}"
+            if count > value and now >= until:
+                until = now + lim.window.length
+                findings.append(_finding(event, lim, count, value, tier))
         new_reported.append(until)
+        new_peaks.append(peaks)
     new_state = replace(
-        state, watermark=now, counts=tuple(new_counts), reported_until=tuple(new_reported)
+        state, watermark=now, counts=tuple(new_counts), reported_until=tuple(new_reported),
+        peaks=tuple(new_peaks) if any(new_peaks) else ()
     )
     return new_state, findings
 

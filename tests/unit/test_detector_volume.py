@@ -114,3 +114,27 @@ def test_other_detectors_config() -> None:
     assert by["correlation"].login_detectors == ("impossible_travel",)
     with pytest.raises(ConfigError, match="rules"):
         build_core_params(Settings(detectors={"password_spray": {"rules": [{"bad": 1}]}}))
+
+
+def test_learned_bulk_settings_are_read_and_checked() -> None:
+    from relayguard.foundation.core_params import _volume_params
+
+    assert _volume_params({"bulk_days": 0}).bulk_days == 0  # off
+    assert _volume_params({"bulk_headroom": 2}).bulk_headroom == 2.0
+    for bad in ({"bulk_days": -1}, {"bulk_days": 1.5}, {"bulk_min_days": 0},
+                {"bulk_headroom": "x"}, {"bulk_headroom": True}):
+        with pytest.raises(ConfigError, match=r"detectors\.volume\.bulk_"):
+            _volume_params(bad)
+
+
+def test_peaks_kept_are_bounded_and_only_near_the_limit() -> None:
+    p = volume.Params()
+    peaks: tuple[tuple[int, int], ...] = ()
+    for day in range(30):
+        peaks = volume._note_peak(p, peaks, 10, 3, day)  # far below 10 / 1.5: nothing kept
+    assert peaks == ()
+    for day in range(30):
+        peaks = volume._note_peak(p, peaks, 10, 9, day)
+    assert len(peaks) <= p.bulk_days + 1 and peaks[-1] == (29, 9)
+    assert volume.learned_limit(p, peaks, 10, 30) == 13  # 1.5 x 9
+    assert volume.learned_limit(volume.Params(bulk_days=0), peaks, 10, 30) == 10
