@@ -64,9 +64,8 @@ def test_slow_spam_from_home_is_caught_by_the_profile(figures: dict[str, Any]) -
 
 def test_false_action_ceilings(figures: dict[str, Any]) -> None:
     # Targets: false locks <= 0.001, false alerts <= 0.005 per benign user per day (issue 9).
-    # Ceilings measured on this branch (false locks are mostly impossible travel on VPN and
-    # carrier hops, issue 9 item 4, another branch's work).
-    assert figures["false_lock_user_days"] <= FALSE_LOCK_DAYS_CEILING  # 2.8% of 90 x 2 days
+    # Ceilings measured after the honest-user changes and learned bulk senders: no false lock.
+    assert figures["false_lock_user_days"] <= FALSE_LOCK_DAYS_CEILING
     assert figures["false_alert_user_days"] <= FALSE_ALERT_DAYS_CEILING  # 0.56%
     profile_locks = [e for e in figures["benign_acted_on"]
                      if e["detector"] in ("sending_profile", "correlation")
@@ -77,9 +76,9 @@ def test_false_action_ceilings(figures: dict[str, Any]) -> None:
 # Measured on this branch (2026-12-02). Misses: brute_force_slow (never locked: 5 failures in
 # 10 min never happen at one guess every 4-15 min), and not within 60 s: spray_slow (~34 min),
 # slow_spam_abroad / slow_spam_home (3-8 min: 1-4 recipients every 2-5 min; the profile needs a
-# few messages). False locks: impossible travel on VPN / carrier hops (item 4, another branch)
-# and bulk senders without a plan (the fixed limits; operator.toml puts them on one).
+# few messages). False locks: none since IP blocks got a scope, impossible travel learned known
+# places and volume learned bulk senders (it was 5 user-days, 2.8%, before those).
 CAUGHT_FLOOR = 11
 WITHIN_60S_FLOOR = 8
-FALSE_LOCK_DAYS_CEILING = 5
+FALSE_LOCK_DAYS_CEILING = 0
 FALSE_ALERT_DAYS_CEILING = 1
