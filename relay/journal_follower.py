@@ -25,10 +25,9 @@ from pathlib import Path
 
 from relayguard.relay.checkpoint import CursorStore
 from relayguard.relay.journal_entry import parse_entry
-from relayguard.relay.log_delivery import DeliveryEvent
 from relayguard.relay.log_follower import Publisher, check_publisher, publish_any
 from relayguard.relay.log_parser import LogParser
-from relayguard.stream.records import Event
+from relayguard.stream.records import DeliveryEvent, Event
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
+from relayguard.stream.records import DeliveryEvent
 from relayguard.stream.timefmt import to_rfc3339
 
-DeliveryStatus = str  # "sent" | "bounced" | "deferred" | "expired"
 STATUSES = ("sent", "bounced", "deferred", "expired")
 MAX_REPORTS_PER_QUEUE_ID = 100  # a message to 5,000 dead addresses is not 5,000 events
 
@@ -50,21 +50,6 @@ _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62}\.?)*|\[[0-9a-f.:]{2,45}\]")
 # virtual, pipe, error/retry, discard; qmgr logs "expired".
 DELIVERY_AGENTS = frozenset(("smtp", "lmtp", "local", "virtual", "pipe", "error", "retry",
                              "discard"))
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryEvent:
-    """One delivery outcome of a message an authenticated user submitted."""
-
-    event_id: str
-    event_time: float
-    relay_id: str
-    user: str
-    queue_id: str
-    status: DeliveryStatus
-    recipient_domain: str | None = None
-    dsn: str | None = None
-    source: str = "postfix-log"
 
 
 def delivery_to_dict(e: DeliveryEvent) -> dict[str, object]:

@@ -29,10 +29,10 @@ from typing import Protocol, runtime_checkable
 
 from relayguard.relay.checkpoint import CheckpointStore, FilePosition
 from relayguard.relay.file_tail import FileTail, Line
-from relayguard.relay.log_delivery import DeliveryEvent, delivery_key, encode_delivery
+from relayguard.relay.log_delivery import delivery_key, encode_delivery
 from relayguard.relay.log_order import merge_by_time
 from relayguard.relay.log_parser import LogParser
-from relayguard.stream.records import Event
+from relayguard.stream.records import DeliveryEvent, Event
 
 log = logging.getLogger(__name__)
 

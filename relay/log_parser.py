@@ -47,6 +47,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
+from typing import cast
 
 from relayguard.relay import log_patterns as P
 from relayguard.relay.log_delivery import (
@@ -54,7 +55,6 @@ from relayguard.relay.log_delivery import (
     MAX_REPORTS_PER_QUEUE_ID,
     PF_DELIVERY,
     PF_EXPIRED,
-    DeliveryEvent,
     QueueUsers,
     recipient_domain,
 )
@@ -66,7 +66,7 @@ from relayguard.relay.log_header import (
     parse_header,
     rfc3164_seconds,
 )
-from relayguard.stream.records import LoginEvent
+from relayguard.stream.records import DeliveryEvent, DeliveryStatus, LoginEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user_or_none
 
 DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the one Postfix reports
@@ -369,8 +369,9 @@ class LogParser:
         q.reports += 1
         self._pending.append(DeliveryEvent(
             event_id=_event_id("postfix-delivery", self.relay_id, base), event_time=h.time,
-            relay_id=self.relay_id, user=q.user, queue_id=qid, status=status,
-            recipient_domain=domain, dsn=dsn))
+            relay_id=self.relay_id, user=q.user, queue_id=qid,
+            status=cast(DeliveryStatus, status),
+            recipient_domain=domain, dsn=dsn, source="postfix-log"))
 
     # -- Exim ---------------------------------------------------------------------------------
     def _exim(self, h: Header, base: str) -> LoginEvent | None:

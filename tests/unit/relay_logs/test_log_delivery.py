@@ -13,14 +13,13 @@ import pytest
 
 from relayguard.relay import log_patterns as P
 from relayguard.relay.log_delivery import (
-    DeliveryEvent,
     QueueUsers,
     delivery_key,
     encode_delivery,
     recipient_domain,
 )
 from relayguard.relay.log_parser import LogParser
-from relayguard.stream.records import LoginEvent
+from relayguard.stream.records import DeliveryEvent, LoginEvent
 
 REF = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC).timestamp()
 SAMPLES = Path(__file__).parent / "samples"
@@ -78,7 +77,8 @@ Nov 29 10:15:04 mx1 postfix/local[2012]: 5E6F7A8B9C: to=<alice@example.com>, rel
 
 
 def test_wire_form() -> None:
-    e = DeliveryEvent("id-1", 1764411303.5, "r1", "bob", "ABCDE12345", "expired")
+    e = DeliveryEvent("id-1", 1764411303.5, "r1", "bob", "ABCDE12345", "expired",
+                      source="postfix-log")
     assert orjson.loads(encode_delivery(e)) == {
         "type": "delivery", "event_id": "id-1", "event_time": "2025-11-29T10:15:03.500Z",
         "relay_id": "r1", "user": "bob", "queue_id": "ABCDE12345", "status": "expired",
