@@ -39,11 +39,15 @@ def test_hook_tail_serves_metrics(tmp_path: Path) -> None:
             text = scrape(f"http://127.0.0.1:{port}/metrics")
             if text is not None:
                 fams = families(text)
-                if value(fams, "relayguard_hook_events_accepted_total") == 3:
+                # the producer reports "spooling" once its first try to reach Kafka failed,
+                # which may come a moment after the three events were accepted
+                if value(fams, "relayguard_hook_events_accepted_total") == 3 and value(
+                        fams, "relayguard_hook_producer_state", state="spooling") == 1:
                     break
             time.sleep(0.2)
         else:
-            raise AssertionError(f"no 3 accepted events on /metrics\n{out.read_text()[-3000:]}")
+            raise AssertionError(f"no 3 accepted events while spooling on /metrics\n"
+                                 f"{out.read_text()[-3000:]}")
         assert value(fams, "relayguard_hook_info", relay_id="relay-tail") == 1
         assert value(fams, "relayguard_hook_source_records_total") == 4  # the noise line too
         assert value(fams, "relayguard_hook_source_events_total") == 3
