@@ -143,15 +143,17 @@ async def group_progress(bootstrap: str, group: str, topic: str, partitions: int
     """Per partition: the group's committed offset against the end of the log. All committed
     with state short = events lost; not all committed = the worker is behind or stuck."""
     reader = KafkaRangeReader(bootstrap, group)
+    parts = []
     try:
-        parts = []
         for p in range(partitions):
             committed = await reader.start_offset(topic, p)
             end = await reader.end_offset(topic, p)
             parts.append(f"{p}: committed {committed} of {end}")
-        return f"{topic} for group {group}: " + ", ".join(parts)
+    except Exception as exc:  # a diagnosis must never hide the failure it explains
+        parts.append(f"could not read further: {exc!r}")
     finally:
         await reader.stop()
+    return f"{topic} for group {group}: " + ", ".join(parts)
 
 
 async def lock_audit(bootstrap: str, locks_topic: str, w: Workload) -> list[str]:
