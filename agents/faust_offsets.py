@@ -1,4 +1,4 @@
-"""Two small, documented fixes to faust-streaming 0.15.3's offset bookkeeping
+"""Small, documented fixes to faust-streaming 0.15.3's offset bookkeeping
 (faust/transport/consumer.py), installed by giving the app our own Transport.
 
 What Faust does: `Consumer._committed_offset[tp]` holds the group's committed offset, i.e. the
@@ -24,17 +24,36 @@ things let a commit step over an offset that was never processed:
    marks each record in flight (`begin` / `finish`); an ack of a record whose handling did not
    finish is not counted, so the commit stops in front of it and the next worker redoes it.
 
-Both are belts; the braces are agents/offset_guard.py (every skipped offset is noticed and
+4. Before committing, `Consumer._commit_offsets` flushes the producer, but Faust's send buffer
+   (`ProducerBuffer.flush`) gives up after 100 ms without a message sent, and a message the
+   buffer has taken but not yet handed to aiokafka is in neither. On a loaded machine the commit
+   then passes records whose changelog writes were still unsent, and a SIGKILL right after loses
+   that state for good (the records are never read again). Fixed here: every changelog write of
+   our state tables is tracked (`track_write`) and a commit waits until every write issued
+   before it is confirmed by the broker; if one failed the worker crashes (a restart redoes the
+   records), and if they are not confirmed in time the commit is skipped (done later, or redone
+   by the next worker: a redelivery has no effect).
+
+All are belts; the braces are agents/offset_guard.py (every skipped offset is noticed and
 re-read) and the per-key source positions in the core (a redelivery has no effect).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
+
+log = logging.getLogger(__name__)
+
+# How long a commit waits for the changelog writes before it; a broker that takes longer is in
+# trouble, and skipping one commit costs only redelivery.
+WRITE_CONFIRM_TIMEOUT_S = 15.0
 
 
 class GuardedConsumer(faust_aiokafka.Consumer):
@@ -42,6 +61,39 @@ class GuardedConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         # (topic, partition, offset) of records an agent has started and not finished handling.
         self.in_flight: set[tuple[str, int, int]] = set()
+        # Changelog writes not yet confirmed by the broker (fix 4).
+        self.unconfirmed: set[asyncio.Future[Any]] = set()
+
+    def track_write(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.done():
+            self.unconfirmed.add(fut)
+            fut.add_done_callback(self.unconfirmed.discard)
+
+    async def writes_confirmed(self, timeout: float | None = None) -> bool:
+        """True once every changelog write issued so far is on the broker."""
+        timeout = WRITE_CONFIRM_TIMEOUT_S if timeout is None else timeout
+        pending = list(self.unconfirmed)
+        if not pending:
+            return True
+        done, waiting = await asyncio.wait(pending, timeout=timeout)
+        failed = [e for f in done if not f.cancelled() and (e := f.exception()) is not None]
+        if failed:
+            log.error("a state changelog write failed (%r): stopping the worker so that a "
+                      "restart redoes the records instead of committing past them", failed[0])
+            await self.crash(failed[0])
+            return False
+        if waiting:
+            log.warning("%d state changelog writes not confirmed in %.0f s; commit skipped "
+                        "(the records are redone if this worker stops)", len(waiting), timeout)
+            return False
+        return True
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int],
+                              start_new_transaction: bool = True) -> bool:
+        if not await self.writes_confirmed():
+            return False
+        return bool(await super()._commit_offsets(
+            offsets, start_new_transaction=start_new_transaction))
 
     def begin(self, topic: str, partition: int, offset: int) -> None:
         self.in_flight.add((topic, partition, offset))
@@ -104,3 +156,10 @@ def finish(app: Any, topic: str, partition: int, offset: int) -> None:
     consumer = app.consumer
     if isinstance(consumer, GuardedConsumer):
         consumer.finish(topic, partition, offset)
+
+
+def track_write(app: Any, fut: asyncio.Future[Any]) -> None:
+    """A state changelog write: commits wait for the broker to confirm it (fix 4)."""
+    consumer = app.consumer
+    if isinstance(consumer, GuardedConsumer):
+        consumer.track_write(fut)

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.serializers import codecs
 
-from relayguard.agents import state_codec
+from relayguard.agents import faust_offsets, state_codec
 from relayguard.agents.metrics import Metrics
 
 log = logging.getLogger("relayguard.worker")
@@ -92,6 +92,12 @@ class StateTable(faust.Table[str, bytes]):
         super().__init__(*args, **kwargs)
         # Faust derives the key codec from key_type (str -> json) and takes no override.
         self.key_serializer = KEY_CODEC
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: Any = None, value_serializer: Any = None) -> Any:
+        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        faust_offsets.track_write(self.app, fut)  # no commit passes an unconfirmed write
+        return fut
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         events = list(batch)
