@@ -8,6 +8,7 @@ Reads are open (bind the worker to loopback or a management network); POST needs
 `Authorization: Bearer <RELAYGUARD_API_TOKEN>` and is refused while no token is configured.
 Reads show only records signed by a known key and in range; the others are counted in
 `refused` by reason and never shown as locks. POSTed commands are signed with the worker's key.
+Concurrent reads share one read of the lock topic, reused for a second (agents/shared_read.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from relayguard.agents.shared_read import SharedRead
 from relayguard.foundation import lock_admin
 from relayguard.foundation.errors import RelayguardError
 from relayguard.foundation.settings import Settings
@@ -33,13 +35,14 @@ ACTIONS = ("lock", "unlock")
 
 def register(app: faust.App, settings: Settings, signer: Signer, keyring: Keyring) -> None:
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    listings = SharedRead(lambda: lock_admin.read_commands(settings, keyring))
 
     @app.page("/api/locks")
     class Locks(View):
         async def get(self, request: Request) -> Response:
             now = time.time()
             try:
-                listing = await lock_admin.read_commands(settings, keyring, now)
+                listing = await listings.get()
             except RelayguardError as exc:
                 return self.json({"error": str(exc)}, status=503)
             active = [codec.lock_command_to_dict(c) for c in listing.commands.values()
@@ -62,6 +65,7 @@ def register(app: faust.App, settings: Settings, signer: Signer, keyring: Keyrin
             command = await lock_admin.issue(settings, order["action"], order["subject"],
                                              order["kind"], order["reason"], order["ttl"],
                                              "api", signer, keyring)
+            listings.invalidate()  # a GET after this POST shows it
             return self.json(codec.lock_command_to_dict(command), status=201)
 
     @app.page("/api/locks/{kind}/{subject}")
@@ -69,7 +73,11 @@ def register(app: faust.App, settings: Settings, signer: Signer, keyring: Keyrin
         async def get(self, request: Request, kind: str, subject: str) -> Response:
             if kind not in KINDS:
                 return self.json({"error": f"kind must be one of {KINDS}"}, status=400)
-            command = (await lock_admin.current_commands(settings, keyring)).get(
+            try:
+                listing = await listings.get()
+            except RelayguardError as exc:
+                return self.json({"error": str(exc)}, status=503)
+            command = listing.commands.get(
                 (kind, canonical_subject(kind, subject, settings.user_names)))
             if command is None:
                 return self.json({"error": f"no command for {kind} {subject}"}, status=404)
