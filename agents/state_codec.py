@@ -1,20 +1,28 @@
 """Core state <-> table bytes, as data only: MessagePack through msgspec, never pickle.
 
-A table value is `b"rgs" + version byte + MessagePack map` (KeyState's fields by name, each
-detector's state as its own nested map). Decoding is typed: every class comes from the code,
-never from the bytes. Allowed are KeyState, the classes its annotations name (LockState, ...),
-and per detector name the State class of that detector in `detectors.registry` (plus the classes
-*its* annotations name). Each is mirrored once into a msgspec Struct that refuses unknown fields
-and checks every field's type (ints stay ints, floats incl. -inf, bytes, None, tuples, dicts);
-a field missing from old bytes takes the dataclass default, so fields added to the core flow
-through without codec changes (new bytes refused by an old worker, never misread).
+A table value is `b"rgs" + version byte + MessagePack`. Format 2 (written since issue 12) is
+positional: the array `[layout, detectors, *KeyState's other fields]`, each detector the array
+`[name, layout, [its state's fields in declaration order]]`, nested dataclasses as arrays too.
+Format 1 (still read) was the same values as maps with every field's name, and the names were
+about a third of a busy user's bytes (bench/state_codec_bench.py: 2,320 -> 1,534 B mean).
+
+`layout` is a crc32 of the class's field names and types (nested classes spelt out), one per
+prefix of its fields: a record written before fields were appended to a class (with defaults)
+still decodes, the missing fields from their defaults, as format 1 allowed. Any other change to
+a detector's state class (a field removed, renamed, moved or retyped) is recognised, and that
+detector's state alone starts afresh for the key (logged once per layout): never read by
+position with the wrong layout. A KeyState of an unknown layout is refused as a whole.
+
+Decoding is typed: every class comes from the code, never from the bytes. Allowed are KeyState,
+the classes its annotations name (LockState, ...), and per detector name the State class of
+that detector in `detectors.registry` (plus the classes *its* annotations name). Each is
+mirrored once into a msgspec Struct that refuses unknown fields and checks every field's type
+(ints stay ints, floats incl. -inf, bytes, None, tuples, dicts).
 
 Why msgspec: typed MessagePack decoding in C, so the type checks come with the parse; bytes,
 -inf and int dict keys are native. orjson was the other candidate: no bytes, -inf turns into
-null, dict keys must be strings. bench/state_codec_bench.py against the old pickle codec (same
-run, 2,000 users): decode about as fast (46 vs 47 us a state), full encode 3-4x faster, the
-worker's cached encode about 3x, 25% fewer bytes. Per-detector byte reuse still pays (~18 us
-cached against ~24-34 us full).
+null, dict keys must be strings. Per-detector byte reuse: the worker re-encodes only the
+detector states that changed (`DecodedCache.dumps`).
 
 Undecodable bytes (an old pickle, garbage, a planted payload) raise `UndecodableState`, and
 nothing in them is ever executed; `DecodedCache.load` turns that into "no state" for the key.

@@ -199,7 +199,7 @@ def test_a_detector_state_written_before_fields_were_appended_decodes_with_defau
     back = state_codec.loads(_v2([(name, older, wire[:k])]))
     last = dataclasses.fields(d)[-1]
     default = (last.default if last.default is not dataclasses.MISSING
-               else last.default_factory())  # type: ignore[misc]
+               else last.default_factory())  # type: ignore[operator]
     assert dict(back.detectors)[name] == dataclasses.replace(d, **{last.name: default})
 
 
