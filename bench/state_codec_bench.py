@@ -1,5 +1,6 @@
-"""Table codec speed and size: the data-only msgspec codec against the old pickle codec, same
-states, same run.
+"""Table codec speed and size: the data-only msgspec codec (format 2: fields by position, what
+workers write since issue 12; format 1: fields by name, still read) against the old pickle
+codec, same states, same run.
 
     .venv/bin/python bench/state_codec_bench.py [--users 2000] [--events 60000] [--rounds 3]
 
@@ -77,15 +78,26 @@ def main() -> None:
     print(f"{len(states)} user states from {args.events} events")
     print(f"{'codec':8} {'bytes/state':>11} {'decode us':>10} {'encode us':>10} "
           f"{'cached enc us':>13}")
-    for name, mod in (("pickle", pickle_state_codec), ("msgspec", state_codec)):
+    for name, mod in (("pickle", pickle_state_codec), ("format 1", _Format1),
+                      ("format 2", state_codec)):
         blobs = [mod.dumps(s) for s in states]
         for s, b in zip(states[:200], blobs[:200], strict=True):
             assert mod.loads(b) == s
         size = statistics.mean(len(b) for b in blobs)
+        biggest = max(len(b) for b in blobs)
 
-        cached_us = cached_encode_us(mod, nexts, args.rounds)
+        cached = (f"{cached_encode_us(mod, nexts, args.rounds):13.1f}"
+                  if hasattr(mod, "DecodedCache") else f"{'-':>13}")
         print(f"{name:8} {size:11.0f} {per_item_us(mod.loads, blobs, args.rounds):10.1f} "
-              f"{per_item_us(mod.dumps, states, args.rounds):10.1f} {cached_us:13.1f}")
+              f"{per_item_us(mod.dumps, states, args.rounds):10.1f} {cached} "
+              f"(largest {biggest:,} B)")
+
+
+class _Format1:
+    """msgspec format 1 (fields by name): workers before issue 12 wrote it; still read."""
+
+    loads = staticmethod(state_codec.loads)
+    dumps = staticmethod(state_codec._dumps_v1)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,21 @@ import click
 F = TypeVar("F", bound=Callable[..., object])
 
 
+def batch_records_option() -> Callable[[F], F]:
+    """`--batch-records/--single-records`: the wire format of the events this hook sends;
+    None (not given) = the `relay_batch_records` setting (RELAYGUARD_RELAY_BATCH_RECORDS,
+    default true). Shared by every hook that publishes events."""
+    return click.option(
+        "--batch-records/--single-records", "batch_records", default=None,
+        help="one batch record per partition per hand-over (default), or one record per "
+             "event for consumers of the events topic that cannot read batch records "
+             "[default: RELAYGUARD_RELAY_BATCH_RECORDS, true]")
+
+
 def follower_options(*, name: str, kept: str, begin: str) -> Callable[[F], F]:
     """`--relay-id`, `--bootstrap`, `--checkpoint-dir`, `--spool-dir`, `--from-start/--from-end`,
-    `--deliveries/--no-deliveries`, `--sent-deliveries` (relay.log_delivery).
+    `--deliveries/--no-deliveries`, `--sent-deliveries` (relay.log_delivery),
+    `--batch-records/--single-records` (`batch_records_option`).
 
     `name` picks the default directories (DATA_DIR/NAME-checkpoints, DATA_DIR/NAME-spool),
     `kept` says what the checkpoint directory keeps ("where file positions are kept"), `begin`
@@ -37,6 +49,7 @@ def follower_options(*, name: str, kept: str, begin: str) -> Callable[[F], F]:
                           "delivery events of the submitting user"),
         click.option("--sent-deliveries", is_flag=True, default=False,
                      help="also publish status=sent deliveries (one event per recipient)"),
+        batch_records_option(),
     ]
 
     def decorate(fn: F) -> F:

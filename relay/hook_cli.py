@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from relayguard.foundation.cli_errors import friendly_errors
+from relayguard.relay.follower_options import batch_records_option
 
 if TYPE_CHECKING:
     from relayguard.relay.policy_protocol import DecisionConfig
@@ -80,13 +81,14 @@ def hook() -> None:
               help="seconds an idle policy connection is kept")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT",
               help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
+@batch_records_option()
 @friendly_errors
 def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir: Path | None,
             spool_max_mb: int, reject_text: str, throttle_action: str,
             ip_locks_unauthenticated: bool, ready_timeout: float | None,
             lock_book_path: Path | None, http_listen: str | None, max_connections: int,
             request_deadline: float, max_request_kb: int, idle_timeout: float,
-            metrics_listen: str | None) -> None:
+            metrics_listen: str | None, batch_records: bool | None) -> None:
     """Run the Postfix policy service: refuse locked users, publish send events.
 
     It listens at once and answers from the lock book saved on disk (verified with the keyring)
@@ -129,6 +131,7 @@ def postfix(listen: str, relay_id: str | None, bootstrap: str | None, spool_dir:
         limits=ServerLimits(max_connections, request_deadline, max_request_kb << 10,
                             idle_timeout),
         metrics_listen=metrics_listen,
+        batch_records=settings.relay_batch_records if batch_records is None else batch_records,
     ))
 
 
@@ -163,7 +166,7 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
                        lock_book: LockBookConfig, limits: ServerLimits,
                        http: tuple[str, int] | None = None,
                        kafka_options: dict[str, Any] | None = None,
-                       metrics_listen: str | None = None) -> None:
+                       metrics_listen: str | None = None, batch_records: bool = True) -> None:
     import time
 
     from relayguard.relay.lock_book import LockBook
@@ -192,7 +195,7 @@ async def _run_postfix(*, listen: ListenAddress, relay_id: str, bootstrap: str,
     else:
         log.info("lock book %s: %s", lock_book.path, loaded.problem)
     producer = EventProducer(bootstrap, events_topic, spool_dir, spool_max_bytes=spool_max_bytes,
-                             kafka_options=kafka_options)
+                             kafka_options=kafka_options, batch_records=batch_records)
     follower = LockFollower(bootstrap, locks_topic, acks_topic, relay_id, book,
                             kafka_options=kafka_options, keyring=lock_book.keyring,
                             max_skew=lock_book.max_skew, store=store)

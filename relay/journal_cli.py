@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
               help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None,
             bootstrap: str | None, checkpoint_dir: Path | None, spool_dir: Path | None,
-            from_start: bool, deliveries: bool, sent_deliveries: bool, journalctl: str,
-            metrics_listen: str | None) -> None:
+            from_start: bool, deliveries: bool, sent_deliveries: bool,
+            batch_records: bool | None, journalctl: str, metrics_listen: str | None) -> None:
     """Follow the systemd journal for the mail units and publish SMTP AUTH login events.
 
     Reads `journalctl --follow --output=json` for the units (Postfix, Dovecot, Exim), parses
@@ -52,13 +52,14 @@ def journal(units: tuple[str, ...], directory: Path | None, relay_id: str | None
         spool_dir=spool_dir or data_dir / "journal-spool",
         from_end=not from_start, journalctl=journalctl, metrics_listen=metrics_listen,
         deliveries=deliveries, sent_deliveries=sent_deliveries,
+        batch_records=settings.relay_batch_records if batch_records is None else batch_records,
     ))
 
 
 async def _run(*, units: list[str], directory: Path | None, relay_id: str, bootstrap: str,
                topic: str, checkpoint_dir: Path, spool_dir: Path, from_end: bool,
                journalctl: str, metrics_listen: str | None = None, deliveries: bool = True,
-               sent_deliveries: bool = False) -> None:
+               sent_deliveries: bool = False, batch_records: bool = True) -> None:
     from relayguard.relay.checkpoint import CursorStore
     from relayguard.relay.journal_follower import JournalFollower
     from relayguard.relay.log_parser import LogParser
@@ -67,7 +68,7 @@ async def _run(*, units: list[str], directory: Path | None, relay_id: str, boots
     from relayguard.relay.producer import EventProducer
 
     key = str(directory.resolve()) if directory is not None else "system"
-    producer = EventProducer(bootstrap, topic, spool_dir)
+    producer = EventProducer(bootstrap, topic, spool_dir, batch_records=batch_records)
     from relayguard.foundation.settings import load_settings  # RELAYGUARD_USER_NAMES
     parser = LogParser(relay_id, user_names=load_settings().user_names, deliveries=deliveries,
                        sent_deliveries=sent_deliveries)

@@ -58,7 +58,7 @@ _DOVECOT_FILE = re.compile(
     r"(?P<tag>[a-z][a-z0-9-]{0,40}(?:\([^()]{0,400}\))?(?:<[^<>\s]{0,80}>)?): "
     r"(?:Info|Warning|Error|Fatal|Panic|Debug): (?P<msg>.*)"
 )
-_DOVECOT_LEVEL = re.compile(r"(?:Info|Warning|Error|Fatal|Panic|Debug): ")
+DOVECOT_LEVEL = re.compile(r"(?:Info|Warning|Error|Fatal|Panic|Debug): ")
 _BSD_V = re.compile(r"<[a-z0-9]{1,10}\.[a-z0-9]{1,10}> ")  # syslogd -v: <2.6> / <mail.info>
 _BUSYBOX = re.compile(
     r"[a-z0-9]{1,10}\.(?:emerg|alert|crit|err|error|warn|warning|notice|info|debug|panic|none) "
@@ -103,7 +103,7 @@ def parse_header(line: str, reference_time: float, tz: tzinfo = UTC) -> Header |
                 return None
             msg = line[f.end():]
             if msg[:1] in LEVEL_INITIALS:
-                lvl = _DOVECOT_LEVEL.match(msg)
+                lvl = DOVECOT_LEVEL.match(msg)
                 if lvl:
                     msg = msg[lvl.end():]
             return Header(t, prog, int(pid), msg)
@@ -190,7 +190,7 @@ def _tagged(rest: str, t: float) -> Header | None:
             if inner["pid"]:
                 pid = int(inner["pid"])
     else:
-        lvl = _DOVECOT_LEVEL.match(msg)
+        lvl = DOVECOT_LEVEL.match(msg)
         if lvl:
             msg = msg[lvl.end():]
     return Header(t, prog, pid, msg)

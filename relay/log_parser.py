@@ -59,6 +59,7 @@ from relayguard.relay.log_delivery import (
     recipient_domain,
 )
 from relayguard.relay.log_header import (
+    DOVECOT_LEVEL,
     FAST_HEADER,
     LEVEL_INITIALS,
     MAX_LINE_CHARS,
@@ -133,14 +134,33 @@ class LogParser:
         if not P.may_matter(line) and not (self.sent_deliveries and "status=sent" in line):
             return []
         f = FAST_HEADER.match(line)
-        if f is not None:  # smtpd session lines (a third of what passes) need no Header
-            stamp, prog, pid = f.groups()
-            if ((prog.endswith("/smtpd") or prog == "smtpd") and not prog.startswith("exim")
-                    and "\n" not in line and line[-1] != "\r" and len(line) <= MAX_LINE_CHARS
-                    and line[f.end():f.end() + 1] not in LEVEL_INITIALS
-                    and rfc3164_seconds(stamp, int(reference_time // 3600), self.tz) is not None
-                    and self._session_line(prog, int(pid), line[f.end():])):
-                return []  # exactly what parse_header + _postfix would have done
+        if (f is not None and "\n" not in line and line[-1] != "\r"
+                and len(line) <= MAX_LINE_CHARS and not f[2].startswith("exim")):
+            # parse_header's own fast path, inlined: the header is matched once, and smtpd
+            # session lines (two thirds of what passes) go straight to the session table
+            stamp, prog, pid_text = f.groups()
+            t = rfc3164_seconds(stamp, int(reference_time // 3600), self.tz)
+            if t is None:
+                return []
+            msg, pid = line[f.end():], int(pid_text)
+            smtpd = prog.endswith("/smtpd") or prog == "smtpd"
+            if msg[:1] in LEVEL_INITIALS:
+                lvl = DOVECOT_LEVEL.match(msg)
+                if lvl:
+                    msg = msg[lvl.end():]
+                smtpd_checked = False  # "Info: connect from ..." is still a session line
+            elif smtpd:
+                if self._session_line(prog, pid, msg):
+                    return []
+                smtpd_checked = True
+            else:
+                smtpd_checked = False
+            fast = Header(t, prog, pid, msg)
+            base = line_id if line_id is not None else _hash(line)
+            if smtpd_checked:  # exactly what _dispatch -> _postfix does after this check
+                ev = self._postfix_event(fast, base)
+                return [] if ev is None else [ev]
+            return self._dispatch(fast, base)
         h = parse_header(line, reference_time, self.tz)
         if h is None:
             return []
@@ -227,16 +247,22 @@ class LogParser:
         return False
 
     def _postfix(self, h: Header, base: str) -> LoginEvent | None:
-        msg = h.msg
-        if self._session_line(h.prog, h.pid or 0, msg):
+        if self._session_line(h.prog, h.pid or 0, h.msg):
             return None
+        return self._postfix_event(h, base)
+
+    def _postfix_event(self, h: Header, base: str) -> LoginEvent | None:
+        """An smtpd line that is not a session line: a SASL failure or an authenticated
+        client= line (the login success), else nothing."""
+        msg = h.msg
         m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:
             ip = P.clean_ip(m["ip"])
             if ip is None:
                 return None
-            user = P.clean_user(m["user"])
-            reason = P.postfix_reason(m["reason"].strip())
+            reason_text, user_text = P.failure_tail(m["tail"])
+            user = P.clean_user(user_text)
+            reason = P.postfix_reason(reason_text.strip())
             pw_hash = None
             if reason == "bad_credentials":
                 v = self._take_verdict(ip, user, h.time)

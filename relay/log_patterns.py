@@ -52,10 +52,12 @@ PF_TLS = re.compile(
     + _HOST + r": (?P<proto>[A-Za-z0-9.]{2,32}) with cipher "
 )
 # "... authentication failed: REASON[, sasl_username=U]"; REASON may be empty (Postfix then
-# writes "failed:" or "failed: , sasl_username=U").
+# writes "failed:" or "failed: , sasl_username=U"). The tail is split by `failure_tail`: a lazy
+# `(?P<reason>.*?)(?:, sasl_username=(?P<user>.*))?$` gives the same and retries the optional
+# group at every character of the reason.
 PF_AUTH_FAIL = re.compile(
     r"warning: " + _HOST + r": SASL (?P<mech>[A-Za-z0-9_-]{1,40}) authentication failed:"
-    r"(?P<reason>.*?)(?:, sasl_username=(?P<user>.*))?$"
+    r"(?P<tail>.*)$"
 )
 # QID: client=host[ip][:port], sasl_method=M, sasl_username=U[, sasl_sender=S][, orig_...]
 PF_CLIENT = re.compile(
@@ -63,6 +65,17 @@ PF_CLIENT = re.compile(
     + r", sasl_method=(?P<mech>[A-Za-z0-9_-]{1,40}), "
     r"sasl_username=(?P<user>[^,\s][^,]*?)(?:, [a-z_]+=.*)?$"
 )
+_SASL_USER = ", sasl_username="
+
+
+def failure_tail(tail: str) -> tuple[str, str | None]:
+    """PF_AUTH_FAIL's tail -> (reason, user or None), split at the first ", sasl_username="."""
+    at = tail.find(_SASL_USER)
+    if at == -1:
+        return tail, None
+    return tail[:at], tail[at + len(_SASL_USER):]
+
+
 _CONNECT = re.compile(r"(?:dis)?connect from " + _HOST)
 
 # Dovecot auth verdicts. The request prefix names the passdb (2.3: "passwd-file(u,ip[,<sess>]):

@@ -63,8 +63,8 @@ def _zone(name: str) -> tzinfo:
               help="serve Prometheus metrics at http://HOST:PORT/metrics [default: off]")
 def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
          checkpoint_dir: Path | None, spool_dir: Path | None, from_start: bool,
-         deliveries: bool, sent_deliveries: bool, tz_name: str, poll_interval: float,
-         metrics_listen: str | None) -> None:
+         deliveries: bool, sent_deliveries: bool, batch_records: bool | None, tz_name: str,
+         poll_interval: float, metrics_listen: str | None) -> None:
     """Follow Postfix/Dovecot/Exim mail logs (FILE...) and publish SMTP AUTH login events.
 
     Survives log rotation (rename or copytruncate) and restarts: positions are checkpointed
@@ -87,6 +87,7 @@ def tail(files: tuple[str, ...], relay_id: str | None, bootstrap: str | None,
         poll_interval=poll_interval,
         kafka_options=aiokafka_options(settings.kafka),
         metrics_listen=metrics_listen, deliveries=deliveries, sent_deliveries=sent_deliveries,
+        batch_records=settings.relay_batch_records if batch_records is None else batch_records,
     ))
 
 
@@ -94,7 +95,7 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
                checkpoint_dir: Path, spool_dir: Path, from_end: bool, tz: tzinfo,
                poll_interval: float, kafka_options: dict[str, Any] | None = None,
                metrics_listen: str | None = None, deliveries: bool = True,
-               sent_deliveries: bool = False) -> None:
+               sent_deliveries: bool = False, batch_records: bool = True) -> None:
     from relayguard.relay.checkpoint import CheckpointStore
     from relayguard.relay.log_follower import LogFollower
     from relayguard.relay.log_parser import LogParser
@@ -104,7 +105,8 @@ async def _run(*, files: list[str], relay_id: str, bootstrap: str, topic: str,
     from relayguard.relay.producer import EventProducer
 
     throttle_aiokafka_logs()  # one aiokafka line every few seconds during an outage
-    producer = EventProducer(bootstrap, topic, spool_dir, kafka_options=kafka_options)
+    producer = EventProducer(bootstrap, topic, spool_dir, kafka_options=kafka_options,
+                             batch_records=batch_records)
     from relayguard.foundation.settings import load_settings  # RELAYGUARD_USER_NAMES
     parser = LogParser(relay_id, tz=tz, user_names=load_settings().user_names,
                        deliveries=deliveries, sent_deliveries=sent_deliveries)

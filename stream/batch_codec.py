@@ -76,6 +76,13 @@ def decode_batch(raw: bytes) -> list[bytes] | None:
     return [orjson.dumps(item) for item in events]
 
 
+def items_of(raw: bytes) -> list[bytes]:
+    """What a reader of the events topic iterates over: the items of a batch record, or the
+    record itself when it is a single event (or garbage, for `codec.decode_event` to reject).
+    Raises `Rejected` for a batch whose envelope is bad, like `decode_batch`."""
+    return decode_batch(raw) or [raw]
+
+
 def encode_batch(values: Sequence[bytes]) -> bytes:
     """A batch record from single-event records' bytes (already valid JSON objects: the
     relay's own encoder wrote them), without re-encoding them."""

@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     worker_producer_linger_seconds: float = Field(
         0.02, ge=0, le=0.5, description="how long the worker producer waits to fill a batch "
         "(a lock command waits at most this long before it leaves)")
+    relay_batch_records: bool = Field(
+        True, description="relay hooks (hook postfix, tail, journal) send one batch record "
+        "per partition per hand-over instead of one record per event (schemas/event-batch); "
+        "false = single-event records, for consumers of the events topic that cannot read "
+        "batches; every relayguard reader reads both")
 
     @classmethod
     def settings_customise_sources(

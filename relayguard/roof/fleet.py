@@ -17,7 +17,7 @@ from relayguard.foundation import lock_admin, topic_tail
 from relayguard.foundation.errors import DownstreamError
 from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.settings import Settings
-from relayguard.stream import codec
+from relayguard.stream import batch_codec, codec
 from relayguard.stream.records import LockAck, LockCommand
 from relayguard.stream.timefmt import to_rfc3339
 
@@ -108,14 +108,26 @@ async def read_fleet(settings: Settings, since: float, max_records: int, now: fl
         if ev_tail.truncated:
             fleet.truncated.append(settings.topics.events)
         for rec in ev_tail.records:
-            try:
-                ev = codec.decode_event(rec.value or b"")
-            except codec.Rejected:
-                fleet.invalid["events"] += 1
-                continue
-            info = fleet.relays.setdefault(ev.relay_id, RelayInfo(ev.relay_id))
-            info.last_event = max(info.last_event or 0.0, ev.event_time)
+            _note_events(fleet, rec.value or b"")
     return fleet
+
+
+def _note_events(fleet: Fleet, raw: bytes) -> None:
+    """One events-topic record: a single event or a batch record (relays with batch records
+    on, the default); each bad item, or a bad batch envelope, counts once as invalid."""
+    try:
+        items = batch_codec.items_of(raw)
+    except codec.Rejected:
+        fleet.invalid["events"] += 1
+        return
+    for item in items:
+        try:
+            ev = codec.decode_event(item)
+        except codec.Rejected:
+            fleet.invalid["events"] += 1
+            continue
+        info = fleet.relays.setdefault(ev.relay_id, RelayInfo(ev.relay_id))
+        info.last_event = max(info.last_event or 0.0, ev.event_time)
 
 
 def lock_entry(fleet: Fleet, c: LockCommand) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import pytest
 from relayguard.foundation.settings import Settings
 from relayguard.roof.broker.config import free_port
 from tests.e2e.postfix_env import HarnessError, PostfixEnv, _env, _wait_port, ensure_installed
-from tests.kafka_helpers import Records, collect, make_topics
+from tests.kafka_helpers import EventRecord, collect_events, make_topics
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def bounce_env() -> Iterator[BounceEnv]:
         env.cleanup()
 
 
-def _deliveries(recs: Records) -> list[tuple[bytes, dict[str, object]]]:
+def _deliveries(recs: list[EventRecord]) -> list[tuple[bytes | None, dict[str, object]]]:
     out = []
     for r in recs:
         d = orjson.loads(r.value)
@@ -132,10 +132,10 @@ async def test_bounce_storm_in_real_maillog_is_attributed_to_the_user(
         await env.swaks_async("carol", env.users["carol"], to="friend@example.org")
         await env.swaks_async("carol", "not-carols-password", expect=28)
 
-        def enough(rs: Records) -> bool:
+        def enough(rs: list[EventRecord]) -> bool:
             return len(_deliveries(rs)) >= 7 and any(b'"success":false' in r.value for r in rs)
 
-        recs = await collect(s.bootstrap_servers, [s.topics.events], enough, 60, 2.0)
+        recs = await collect_events(s.bootstrap_servers, s.topics.events, enough, 60, 2.0)
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()

@@ -26,7 +26,7 @@ from relayguard.relay.log_parser import LogParser
 from relayguard.relay.tail_cli import local_zone
 from relayguard.stream.records import Event, LoginEvent
 from tests.e2e.postfix_env import PostfixEnv
-from tests.kafka_helpers import make_topics, read_all
+from tests.kafka_helpers import make_topics, read_events
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -171,8 +171,8 @@ async def test_tail_command_publishes_login_events_to_kafka(
             await asyncio.sleep(0.1)
         await postfix_env.swaks_async("bob", postfix_env.users["bob"], expect=0)
         await postfix_env.swaks_async("bob", "wrong", expect=28)
-        recs = await read_all(s.bootstrap_servers, s.topics.events, want=2, timeout=30,
-                              settle=1.0)
+        recs = await read_events(s.bootstrap_servers, s.topics.events, want=2, timeout=30,
+                                 settle=1.0)
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()

@@ -21,7 +21,7 @@ from relayguard.roof.broker.config import free_port
 from relayguard.roof.broker.server import LocalBroker
 from tests.e2e.postfix_env import PostfixEnv
 from tests.integration.hook_process import answers, start_hook, stop, wait_until
-from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
+from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_events
 
 pytestmark = pytest.mark.e2e
 RELAYGUARD = str(Path(sys.executable).with_name("relayguard"))
@@ -71,7 +71,7 @@ async def test_lock_on_alice_refuses_ALICE(postfix_env: PostfixEnv, kafka_settin
         # Dovecot takes any case; Postfix hands the policy service the name as typed.
         await env.swaks_async("ALICE", env.users["alice"], expect=0)
         assert "sasl_username=ALICE" in env.maillog_text()
-        recs = await read_all(s.bootstrap_servers, s.topics.events, want=1, settle=0.5)
+        recs = await read_events(s.bootstrap_servers, s.topics.events, want=1, settle=0.5)
         sends = [(r.key, orjson.loads(r.value)) for r in recs]
         assert [(k, e["user"]) for k, e in sends] == [(b"alice", "alice")]  # one user, one key
 

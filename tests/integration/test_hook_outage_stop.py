@@ -22,7 +22,7 @@ from relayguard.relay.policy_protocol import send_event_id
 from relayguard.roof.broker.config import free_port
 from relayguard.roof.broker.server import LocalBroker
 from tests.integration.hook_process import answers, policy_request, start_hook, stop, wait_until
-from tests.kafka_helpers import make_topics, read_all
+from tests.kafka_helpers import make_topics, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def test_hook_stopped_during_outage_loses_nothing(
     try:
         wait_until(lambda: answers(policy_port), 60, "hook answers", hook, log_path)
         sent = _send(policy_port, 0, BEFORE, 0.0)
-        asyncio.run(read_all(s.bootstrap_servers, s.topics.events, want=BEFORE, settle=0))
+        asyncio.run(read_events(s.bootstrap_servers, s.topics.events, want=BEFORE, settle=0))
 
         broker.stop(0.1, keep_dir=True)  # SIGTERM, SIGKILL after 0.1 s
         sent += _send(policy_port, BEFORE, DURING, 0.007)  # ~2 s of outage traffic
@@ -93,8 +93,8 @@ def test_hook_stopped_during_outage_loses_nothing(
         broker.start(120)
         hook = start_hook(args, env, log_path)
         wait_until(lambda: answers(policy_port), 60, "restarted hook answers", hook, log_path)
-        records = asyncio.run(read_all(s.bootstrap_servers, s.topics.events, want=len(sent),
-                                       timeout=90, settle=3.0))
+        records = asyncio.run(read_events(s.bootstrap_servers, s.topics.events, want=len(sent),
+                                          timeout=90, settle=3.0))
         hook.send_signal(signal.SIGTERM)
         assert hook.wait(60) == 0
     finally:

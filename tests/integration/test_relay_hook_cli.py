@@ -1,5 +1,7 @@
 """`relayguard hook postfix` as a real process: serves Postfix policy requests, enforces a lock
-produced to Kafka, publishes send events, and stops cleanly on SIGTERM."""
+produced to Kafka, publishes send events (as batch records by default; single-event records
+with --single-records or RELAYGUARD_RELAY_BATCH_RECORDS=false), and stops cleanly on
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from relayguard.foundation.settings import Settings
 from relayguard.roof.broker.config import free_port
-from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
+from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +46,28 @@ async def _connect(port: int, proc: subprocess.Popen[bytes]) -> tuple[
             await asyncio.sleep(0.2)
 
 
-async def test_hook_postfix_process(kafka_settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("switch", "setting", "batched"), [
+    ([], None, True),  # the default
+    (["--single-records"], None, False),
+    ([], "false", False),
+    (["--batch-records"], "false", True),  # the flag beats the setting
+], ids=["default", "flag-off", "setting-off", "flag-beats-setting"])
+async def test_hook_postfix_process(kafka_settings: Settings, tmp_path: Path, switch: list[str],
+                                    setting: str | None, batched: bool) -> None:
     s = kafka_settings
     await make_topics(s)
     port = free_port()
     env = {**os.environ, "RELAYGUARD_TOPICS__PREFIX": s.topics.prefix,
            "RELAYGUARD_DATA_DIR": str(tmp_path)}
+    env.pop("RELAYGUARD_RELAY_BATCH_RECORDS", None)
+    if setting is not None:
+        env["RELAYGUARD_RELAY_BATCH_RECORDS"] = setting
     log_path = tmp_path / "hook.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-c", RUN, "postfix", "--listen", f"inet:127.0.0.1:{port}",
              "--relay-id", "relay-cli", "--bootstrap", s.bootstrap_servers,
-             "--reject-text", "locked (cli test)"],
+             "--reject-text", "locked (cli test)", *switch],
             stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2],
         )
     try:
@@ -83,6 +95,7 @@ async def test_hook_postfix_process(kafka_settings: Settings, tmp_path: Path) ->
     out = log_path.read_text()
     assert "policy service listening on inet:127.0.0.1" in out
     assert out.rstrip().endswith("relay.hook_cli: stopped"), out[-2000:]
-    (rec,) = await read_all(s.bootstrap_servers, s.topics.events, want=1, settle=1.0)
+    (rec,) = await read_events(s.bootstrap_servers, s.topics.events, want=1, settle=1.0)
     ev = orjson.loads(rec.value)
     assert (ev["user"], ev["relay_id"], ev["recipient_count"]) == ("trudy", "relay-cli", 2)
+    assert rec.batched is batched and rec.key == b"trudy"  # batched: in trudy's partition

@@ -18,7 +18,7 @@ import pytest
 
 from relayguard.foundation.settings import Settings
 from tests.fixtures.systemd import systemd_tools, write_journal  # noqa: F401  (fixture)
-from tests.kafka_helpers import collect, make_topics
+from tests.kafka_helpers import collect_events, make_topics
 
 pytestmark = pytest.mark.integration
 
@@ -73,8 +73,8 @@ class Journal:
 
 
 async def _events(s: Settings, want: int, settle: float = 0.5) -> list[dict[str, object]]:
-    recs = await collect(s.bootstrap_servers, [s.topics.events], lambda rs: len(rs) >= want,
-                         60, settle)
+    recs = await collect_events(s.bootstrap_servers, s.topics.events,
+                                lambda rs: len(rs) >= want, 60, settle)
     return [orjson.loads(r.value) for r in recs]
 
 

@@ -90,7 +90,7 @@ class _Planted:
 
 
 def _record(outer: dict[str, object]) -> bytes:
-    return state_codec.PREFIX + msgspec.msgpack.encode(outer)
+    return state_codec.PREFIX_V1 + msgspec.msgpack.encode(outer)
 
 
 def test_planted_pickle_and_old_pickles_are_refused_without_running(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_planted_pickle_and_old_pickles_are_refused_without_running(tmp_path: Pa
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"rgs", b"rgs\x02" + msgspec.msgpack.encode({}),  # empty, truncated, other version
+    b"", b"rgs", b"rgs\x03" + msgspec.msgpack.encode({}),  # empty, truncated, other version
     b"rgs\x01\xc1", b"rgs\x01" + b"\x92" * 5,  # malformed MessagePack
     _record({"watermark": 1.0, "surprise": 1}),  # unknown field
     _record({"late_events": 1.5}),  # float where the core has an int
@@ -160,3 +160,80 @@ def test_cache_turns_undecodable_into_one_report_and_empty_state() -> None:
     assert cache.load("user", "mallory", bad) == engine.KeyState()
     assert cache.load("user", "mallory", bad) == engine.KeyState()
     assert reports == [("user", "mallory")]
+
+
+# ---- format 2 (fields by position, issue 12) against format 1 (fields by name) ---------------
+
+def test_format_1_records_still_decode_and_format_2_is_smaller() -> None:
+    state = busy_state()
+    old = state_codec._dumps_v1(state)
+    new = state_codec.dumps(state)
+    assert old[:4] == b"rgs\x01" and new[:4] == b"rgs\x02"
+    assert state_codec.loads(old) == state == state_codec.loads(new)
+    assert len(new) < 0.75 * len(old)  # the field names were a third or more of the bytes
+
+
+def _v2(detectors: list[tuple[str, int, object]], outer_layout: int | None = None) -> bytes:
+    fields = [getattr(engine.KeyState(), n) for n in state_codec._OUTER_FIELDS]
+    wired = [v if w is None else w(v) for (_, w), v in zip(state_codec._OUTER_WIRE, fields,
+                                                           strict=True)]
+    layout = state_codec._OUTER_FP if outer_layout is None else outer_layout
+    return state_codec.PREFIX + msgspec.msgpack.encode(
+        [layout, [(n, fp, msgspec.Raw(msgspec.msgpack.encode(v))) for n, fp, v in detectors],
+         *wired])
+
+
+def _layouts(name: str) -> dict[int, int]:
+    return state_codec._DETECTOR_FPS[name][1]
+
+
+def test_a_detector_state_written_before_fields_were_appended_decodes_with_defaults() -> None:
+    state = busy_state()
+    det = dict(state.detectors)
+    name = next(n for n, d in state.detectors
+                if len(dataclasses.fields(d)) >= 2 and d != type(d)())  # a non-trivial one
+    d = det[name]
+    wire = state_codec._DETECTOR_DECODERS_2[name][2](d)
+    k = len(wire) - 1  # as if the last field had been added after this record was written
+    older = next(fp for fp, n in _layouts(name).items() if n == k)
+    back = state_codec.loads(_v2([(name, older, wire[:k])]))
+    last = dataclasses.fields(d)[-1]
+    default = (last.default if last.default is not dataclasses.MISSING
+               else last.default_factory())  # type: ignore[operator]
+    assert dict(back.detectors)[name] == dataclasses.replace(d, **{last.name: default})
+
+
+def test_a_detector_state_of_an_unknown_layout_is_dropped_alone() -> None:
+    state = busy_state()
+    names = [n for n, _ in state.detectors]
+    wires = {n: state_codec._DETECTOR_DECODERS_2[n][2](d) for n, d in state.detectors}
+    unknown = next(x for x in range(1, 1000) if x not in _layouts(names[0]))
+    entries = [(n, unknown if n == names[0] else state_codec._DETECTOR_FPS[n][0], wires[n])
+               for n in names]
+    back = state_codec.loads(_v2(entries))
+    assert [n for n, _ in back.detectors] == names[1:]
+    assert dict(back.detectors) == {n: d for n, d in state.detectors if n != names[0]}
+
+
+def test_a_keystate_of_an_unknown_layout_is_refused() -> None:
+    bad = next(x for x in range(1, 1000) if x not in state_codec._OUTER_FPS)
+    with pytest.raises(state_codec.UndecodableState, match="KeyState layout"):
+        state_codec.loads(_v2([], outer_layout=bad))
+
+
+def _volume_fp() -> int:
+    return state_codec._DETECTOR_FPS["volume"][0]
+
+
+@pytest.mark.parametrize("data", [
+    state_codec.PREFIX + msgspec.msgpack.encode({"watermark": 1.0}),  # a map, not an array
+    state_codec.PREFIX + msgspec.msgpack.encode(["x"]),  # layout not an int
+    state_codec.PREFIX + msgspec.msgpack.encode([0, [], "soon"]),  # watermark not a float
+    _v2([("no_such_detector", 1, [])]),
+    _v2([("volume", _volume_fp(), []), ("volume", _volume_fp(), [])]),
+    _v2([("volume", _volume_fp(), ["not", "a", "volume", "state", "at", "all"])]),
+    _v2([("volume", _volume_fp(), {"watermark": 1.0})]),  # format 1's map inside format 2
+])
+def test_malformed_format_2_records_are_refused(data: bytes) -> None:
+    with pytest.raises(state_codec.UndecodableState):
+        state_codec.loads(data)

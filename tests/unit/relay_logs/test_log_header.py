@@ -222,3 +222,31 @@ def test_parser_session_lane_changes_nothing() -> None:
         assert fast._sessions == slow._sessions, line
     assert got == want
     assert len(got) > 500
+
+
+def test_postfix_failure_rule_splits_as_the_lazy_regex_did() -> None:
+    """PF_AUTH_FAIL + failure_tail give, on the mutated corpus (and a few hand-made tails),
+    exactly the groups the earlier lazy pattern gave."""
+    import re
+
+    from relayguard.relay import log_patterns as P
+
+    host = r"(?P<host>[^\s\[\]]*)\[(?P<ip>[^\]\s]{2,80})\](?::\d{1,5})?"
+    lazy_fail = re.compile(
+        r"warning: " + host + r": SASL (?P<mech>[A-Za-z0-9_-]{1,40}) authentication failed:"
+        r"(?P<reason>.*?)(?:, sasl_username=(?P<user>.*))?$")
+    base_fail = "warning: unknown[192.0.2.1]: SASL LOGIN authentication failed:"
+    extra = [base_fail + t for t in ("", " ", " x, sasl_username=u", ", sasl_username=",
+                                     " a, b, sasl_username=u, sasl_username=v", " x\ny",
+                                     " x, sasl_username=u\n")]
+    fails = 0
+    for line in [*_corpus(), *extra]:
+        at = line.find("warning: ")
+        msg = line[at:] if at != -1 else line
+        old, new = lazy_fail.match(msg), P.PF_AUTH_FAIL.match(msg)
+        assert (old is None) == (new is None), msg
+        if old is not None and new is not None:
+            fails += 1
+            assert (old["ip"], old["mech"]) == (new["ip"], new["mech"])
+            assert (old["reason"], old["user"]) == P.failure_tail(new["tail"]), msg
+    assert fails > 300

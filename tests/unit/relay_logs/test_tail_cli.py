@@ -78,8 +78,12 @@ def test_follower_options_reach_the_command(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(cmd, ["--relay-id", "r1", "--bootstrap", "b:1", "--checkpoint-dir",
                                  str(tmp_path / "c"), "--spool-dir", str(tmp_path / "s"),
-                                 "--from-start", "--no-deliveries", "--sent-deliveries"])
+                                 "--from-start", "--no-deliveries", "--sent-deliveries",
+                                 "--single-records"])
     assert r.exit_code == 0, r.output
     assert got == {"relay_id": "r1", "bootstrap": "b:1", "checkpoint_dir": tmp_path / "c",
                    "spool_dir": tmp_path / "s", "from_start": True, "deliveries": False,
-                   "sent_deliveries": True}
+                   "sent_deliveries": True, "batch_records": False}
+    r = CliRunner().invoke(cmd, [])
+    assert r.exit_code == 0, r.output
+    assert got["batch_records"] is None  # not given: the relay_batch_records setting decides
