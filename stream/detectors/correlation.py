@@ -1,30 +1,30 @@
-"""Correlation: a suspicious login followed within a window by sending that departs from the
-user's own pattern is an account takeover in progress, and is locked even when neither part
-alone would be.
+"""Correlation: a suspicious login followed within a window by sending that departs from the user's
+own pattern is an account takeover in progress, and is locked even when neither part alone would
+be.
 
-Suspicion (points, from the findings on the login event): 2 for a detector in
-`login_detectors` (impossible travel, new country, a dormant account waking), 2 for a success
-within `after_bruteforce_seconds` of a brute-force finding; 1 for a detector in
-`weak_login_detectors` (too many places, shared credential, the sending profile's
-"network never used before", and plaintext AUTH by a user who always used TLS; a finding whose
-evidence says `habitual` is no suspicion), and 2 for two different weak reasons on the same
-login (a spam tool without TLS from a network the user never used). Departure (points, within
-`window_seconds` after that login): the sending profile's departure of the hour (many new
-recipient domains, bounces, foreign or made-up envelope senders; see sending_profile.py), or 2
-for a volume jump: at least `min_messages` messages or `min_recipients` recipients since the
-login, or a finding of `volume_detectors` (by default the learned baseline only: a fixed-limit
-finding is not a jump *relative to the user*, and throttles on its own). Lock when suspicion + departure reaches
-`lock_score` (3) with a departure of at least 1: a new country plus the first messages to a
-handful of domains the user never wrote to locks on that message; a new network needs a
-clearer departure (12 new domains, or 5 bounces, or new domains and bounces together).
+Suspicion (points, from the findings on the login event): 2 for a detector in `login_detectors`
+(impossible travel, new country, a dormant account waking), 2 for a success within
+`after_bruteforce_seconds` of a brute-force finding; 1 for a detector in `weak_login_detectors`
+(too many places, shared credential, the sending profile's "network never used before", and
+plaintext AUTH by a user who always used TLS; a finding whose evidence says `habitual` is no
+suspicion), and 2 for two different weak reasons on the same login (a spam tool without TLS from a
+network the user never used). Departure (points, within `window_seconds` after that login): the
+sending profile's departure of the hour (many new recipient domains, bounces, foreign or made-up
+envelope senders; see sending_profile.py), or 2 for a volume jump: at least `min_messages` messages
+or `min_recipients` recipients since the login, or a finding of `volume_detectors` (by default the
+learned baseline only: a fixed-limit finding is not a jump *relative to the user*, and throttles on
+its own). Lock when suspicion + departure reaches `lock_score` (3) with a departure of at least 1:
+a new country plus the first messages to a handful of domains the user never wrote to locks on that
+message; a new network needs a clearer departure (12 new domains, or 5 bounces, or new domains and
+bounces together).
 
 Design: this detector has no inputs of its own. It runs in `on_findings`, after every detector of
 the user has stepped, and reads their findings (signal-only ones included). The other detectors'
 findings stay ordinary findings that policy handles by their own rules; correlation only adds its
-own finding, whose evidence carries both halves: `login` (the suspicious login, its points and
-the finding that made it suspicious) and `volume` (the counts since the login, the trigger and,
-for a profile departure, its signals). Defaults are our choice, measured on `relayguard
-simulate` (docs/detectors.md); the 1 h window matches the fixed hourly limits.
+own finding, whose evidence carries both halves: `login` (the suspicious login, its points and the
+finding that made it suspicious) and `volume` (the counts since the login, the trigger and, for a
+profile departure, its signals). Defaults are our choice, measured on `relayguard simulate`
+(docs/detectors.md); the 1 h window matches the fixed hourly limits.
 """
 
 from __future__ import annotations
