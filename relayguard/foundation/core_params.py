@@ -56,6 +56,9 @@ DEFAULT_POLICY: dict[str, policy.DetectorPolicy] = {
     "auth_failures_ip": DP("throttle", "medium", ttl_seconds=600),  # fail2ban bantime
     "password_spray": DP("throttle", "high", ttl_seconds=3600),
     "distributed_guessing": DP("throttle", "high", ttl_seconds=600),
+    # Slow guessing from networks the user never got in from (issue 9): throttle for an hour,
+    # longer than its guesser's gaps; decided by the simulator's false-lock figure (none).
+    "auth_failures_slow": DP("throttle", "high", ttl_seconds=3600),
     "new_country": DP("alert", "low"),
     "too_many_places": DP("alert", "medium"),
     # The detector itself reports once per (user, client) per week; no policy cool-down on top.

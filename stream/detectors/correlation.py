@@ -1,28 +1,30 @@
-"""Correlation: a suspicious login followed within a window by sending that departs from the
-user's own pattern is an account takeover in progress, and is locked even when neither part
-alone would be.
+"""Correlation: a suspicious login followed within a window by sending that departs from the user's
+own pattern is an account takeover in progress, and is locked even when neither part alone would
+be.
 
-Suspicion (points, from the findings on the login event): 2 for a detector in
-`login_detectors` (impossible travel, new country, a dormant account waking), 2 for a success
-within `after_bruteforce_seconds` of a brute-force finding; 1 for a detector in
-`weak_login_detectors` (too many places, shared credential, and the sending profile's
-"network never used before"). Departure (points, within `window_seconds` after that
-login): the sending profile's departure of the hour (many new recipient domains, bounces,
-foreign or made-up envelope senders; see sending_profile.py), or 2 for a volume jump: at least
-`min_messages` messages or `min_recipients` recipients since the login, or a finding of
-`volume_detectors` (by default the learned baseline only: a fixed-limit finding is not a jump
-*relative to the user*, and throttles on its own). Lock when suspicion + departure reaches
-`lock_score` (3) with a departure of at least 1: a new country plus the first messages to a
-handful of domains the user never wrote to locks on that message; a new network needs a
-clearer departure (12 new domains, or 5 bounces, or new domains and bounces together).
+Suspicion (points, from the findings on the login event): 2 for a detector in `login_detectors`
+(impossible travel, new country, a dormant account waking), 2 for a success within
+`after_bruteforce_seconds` of a brute-force finding; 1 for a detector in `weak_login_detectors`
+(too many places, shared credential, the sending profile's "network never used before", and
+plaintext AUTH by a user who always used TLS; a finding whose evidence says `habitual` is no
+suspicion), and 2 for two different weak reasons on the same login (a spam tool without TLS from a
+network the user never used). Departure (points, within `window_seconds` after that login): the
+sending profile's departure of the hour (many new recipient domains, bounces, foreign or made-up
+envelope senders; see sending_profile.py), or 2 for a volume jump: at least `min_messages` messages
+or `min_recipients` recipients since the login, or a finding of `volume_detectors` (by default the
+learned baseline only: a fixed-limit finding is not a jump *relative to the user*, and throttles on
+its own). Lock when suspicion + departure reaches `lock_score` (3) with a departure of at least 1:
+a new country plus the first messages to a handful of domains the user never wrote to locks on that
+message; a new network needs a clearer departure (12 new domains, or 5 bounces, or new domains and
+bounces together).
 
 Design: this detector has no inputs of its own. It runs in `on_findings`, after every detector of
 the user has stepped, and reads their findings (signal-only ones included). The other detectors'
 findings stay ordinary findings that policy handles by their own rules; correlation only adds its
-own finding, whose evidence carries both halves: `login` (the suspicious login, its points and
-the finding that made it suspicious) and `volume` (the counts since the login, the trigger and,
-for a profile departure, its signals). Defaults are our choice, measured on `relayguard
-simulate` (docs/detectors.md); the 1 h window matches the fixed hourly limits.
+own finding, whose evidence carries both halves: `login` (the suspicious login, its points and the
+finding that made it suspicious) and `volume` (the counts since the login, the trigger and, for a
+profile departure, its signals). Defaults are our choice, measured on `relayguard simulate`
+(docs/detectors.md); the 1 h window matches the fixed hourly limits.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ class Params:
     min_messages: int = 50
     min_recipients: int = 100
     login_detectors: tuple[str, ...] = ("impossible_travel", "new_country", "dormant_account")
-    # Not plaintext_auth: an old mail client without TLS is a habit (measured: it plus an honest
-    # list post locked a benign user on the default fleet); a spam tool without TLS still
-    # comes from a network the user never used (sending_profile's new_network).
+    # plaintext_auth only when it is not the user's habit (evidence.habitual): an old mail
+    # client without TLS is a habit (measured: counting it plus an honest list post locked a
+    # benign user on the default fleet); TLS all along and then none is another client.
     weak_login_detectors: tuple[str, ...] = ("too_many_places", "shared_credential",
-                                             "sending_profile")
-    bruteforce_detectors: tuple[str, ...] = ("auth_failures", "distributed_guessing")
+                                             "sending_profile", "plaintext_auth")
+    bruteforce_detectors: tuple[str, ...] = ("auth_failures", "distributed_guessing",
+                                             "auth_failures_slow")
     volume_detectors: tuple[str, ...] = ("volume_baseline",)
     profile_detectors: tuple[str, ...] = ("sending_profile",)
     lock_score: int = 3
@@ -138,13 +141,25 @@ def on_findings(params: Params, state: State, event: Event,
 def _suspicious(params: Params, state: State, event: LoginEvent,
                 mine: list[Finding]) -> Suspicious | None:
     best: Suspicious | None = None
+    weak: list[Finding] = []
     for f in mine:
+        if f.evidence.get("habitual") is True:
+            continue  # the user's own habit (an old client without TLS), not a suspicion
         score = (STRONG if f.detector in params.login_detectors
                  else WEAK if f.detector in params.weak_login_detectors else 0)
+        if score == WEAK and all(w.detector != f.detector for w in weak):
+            weak.append(f)
         if score and (best is None or score > best.score):
             best = Suspicious(event.event_time, event.client_ip, f.detector,
                               {"detector": f.detector, "summary": f.summary, **f.evidence},
                               score)
+    if best is not None and best.score < STRONG and len(weak) >= 2:
+        # Two different weak reasons on one login are as suspicious as one strong one.
+        names = [w.detector for w in weak]
+        best = Suspicious(event.event_time, event.client_ip, " + ".join(names),
+                          {"detector": names[0], "summary": weak[0].summary,
+                           "weak": [{"detector": w.detector, "summary": w.summary}
+                                    for w in weak], **weak[0].evidence}, STRONG)
     bf = state.bruteforce_at
     if (bf is not None and 0 <= event.event_time - bf <= params.after_bruteforce_seconds
             and (best is None or best.score < STRONG)):

@@ -7,6 +7,7 @@ from relayguard.stream.detector import AnySpec
 from relayguard.stream.detectors import (
     auth_failures,
     auth_failures_ip,
+    auth_failures_slow,
     correlation,
     distributed_guessing,
     dormant_account,
@@ -30,6 +31,7 @@ ALL: tuple[AnySpec, ...] = (
     auth_failures_ip.SPEC,
     password_spray.SPEC,
     distributed_guessing.SPEC,
+    auth_failures_slow.SPEC,
     new_country.SPEC,
     too_many_places.SPEC,
     plaintext_auth.SPEC,
