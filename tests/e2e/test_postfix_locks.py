@@ -4,22 +4,18 @@ passwords in the maillog lock a user through the real worker."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
 import pytest
 
 from relayguard.foundation.settings import Settings
-from relayguard.relay.checkpoint import CheckpointStore
 from relayguard.relay.lock_follower import LockFollower
-from relayguard.relay.log_follower import LogFollower
-from relayguard.relay.log_parser import LogParser
 from relayguard.relay.policy_protocol import DecisionConfig
 from relayguard.relay.policy_server import ListenAddress, PolicyServer
 from relayguard.relay.producer import EventProducer
-from relayguard.relay.tail_cli import local_zone
 from tests.e2e.postfix_env import PostfixEnv
+from tests.e2e.relay_stack import relay_stack
 from tests.fixtures.worker import RunningWorker
 from tests.kafka_helpers import lock_cmd, make_topics, produce_locks, read_all
 
@@ -77,20 +73,7 @@ async def test_wrong_passwords_lock_the_user_through_the_worker(
     """maillog -> log follower -> Kafka -> worker (auth_failures) -> lock command -> lock
     follower -> policy server -> Postfix refuses the user even with the right password."""
     env, t = postfix_env, worker.topics
-    producer = EventProducer(worker.bootstrap, t.events, tmp_path / "spool")
-    parser = LogParser("relay-e2e", tz=local_zone())
-    tail = LogFollower([env.dovecot_log, env.maillog], parser, producer,
-                       CheckpointStore(tmp_path / "ckpt"), from_end=True, poll_interval=0.1)
-    tail.restore()
-    locks = LockFollower(worker.bootstrap, t.locks, t.lock_acks, "relay-e2e")
-    server = PolicyServer(ListenAddress("inet", "127.0.0.1", env.policy_port), locks.book,
-                          DecisionConfig(), "relay-e2e", publish=producer.publish_nowait)
-    await producer.start()
-    await locks.start()
-    await server.start()
-    tail_task = asyncio.create_task(tail.run())
-    try:
-        assert await locks.ready(timeout=30), "lock follower did not catch up in 30 s"
+    async with relay_stack(env, worker.bootstrap, t, tmp_path):
         await env.swaks_async("dave", env.users["dave"], expect=0)
         for i in range(6):
             await env.swaks_async("dave", f"guess-{i}", expect=28)
@@ -99,10 +82,3 @@ async def test_wrong_passwords_lock_the_user_through_the_worker(
         _, out = await env.swaks_async("dave", env.users["dave"], expect=24)
         assert "4.7.1" in out  # auth_failures throttles (DEFER) rather than locking for good
         await env.swaks_async("alice", env.users["alice"], expect=0)  # nobody else is hit
-    finally:
-        tail.stop()
-        await asyncio.wait_for(tail_task, 10)
-        tail.close()
-        await server.stop()
-        await locks.stop()
-        await producer.stop()

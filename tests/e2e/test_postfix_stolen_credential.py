@@ -6,7 +6,6 @@ relay refuses the next message with the right password within seconds."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -14,17 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from relayguard.relay.checkpoint import CheckpointStore
-from relayguard.relay.lock_follower import LockFollower
-from relayguard.relay.log_follower import LogFollower
-from relayguard.relay.log_parser import LogParser
-from relayguard.relay.policy_protocol import DecisionConfig
-from relayguard.relay.policy_server import ListenAddress, PolicyServer
-from relayguard.relay.producer import EventProducer
-from relayguard.relay.tail_cli import local_zone
 from relayguard.stream import codec
 from relayguard.stream.timefmt import to_rfc3339
 from tests.e2e.postfix_env import PostfixEnv
+from tests.e2e.relay_stack import relay_stack
 from tests.fixtures.worker import StartWorker
 from tests.kafka_helpers import collect, produce
 
@@ -62,20 +54,7 @@ async def test_new_country_login_then_many_new_domains_is_refused_within_seconds
     t = worker.topics
     await produce(worker.bootstrap, t.events, [(USER.encode(), v) for v in _history(time.time())])
 
-    producer = EventProducer(worker.bootstrap, t.events, tmp_path / "spool")
-    tail = LogFollower([env.dovecot_log, env.maillog], LogParser("relay-e2e", tz=local_zone()),
-                       producer, CheckpointStore(tmp_path / "ckpt"), from_end=True,
-                       poll_interval=0.1)
-    tail.restore()
-    locks = LockFollower(worker.bootstrap, t.locks, t.lock_acks, "relay-e2e")
-    server = PolicyServer(ListenAddress("inet", "127.0.0.1", env.policy_port), locks.book,
-                          DecisionConfig(), "relay-e2e", publish=producer.publish_nowait)
-    await producer.start()
-    await locks.start()
-    await server.start()
-    tail_task = asyncio.create_task(tail.run())
-    try:
-        assert await locks.ready(timeout=30), "lock follower did not catch up in 30 s"
+    async with relay_stack(env, worker.bootstrap, t, tmp_path):
         # The thief logs in from New York and sends one ordinary-looking message first.
         await env.swaks_async(USER, env.users[USER], to="bob@example.org", client_ip=ABROAD_IP)
 
@@ -110,10 +89,3 @@ async def test_new_country_login_then_many_new_domains_is_refused_within_seconds
         assert [c.action for c in commands] == ["lock"], f"{commands}\n{seen}"
         assert commands[0].detector == "correlation", f"{commands[0]}\n{seen}"
         assert took < 15, seen
-    finally:
-        tail.stop()
-        await asyncio.wait_for(tail_task, 10)
-        tail.close()
-        await server.stop()
-        await locks.stop()
-        await producer.stop()
