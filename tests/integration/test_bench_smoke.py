@@ -25,7 +25,7 @@ CASES = [
       "--only", "protocol,relayguard"],
      [r"protocol +1 conn +[\d,]+ req/s", r"relayguard +2 conn +[\d,]+ req/s .*client CPU"]),
     (["state_codec_bench.py", "--users", "20", "--events", "200", "--rounds", "1"],
-     [r"pickle +\d+ +[\d.]+", r"msgspec +\d+ +[\d.]+ +[\d.]+"]),
+     [r"pickle +\d+ +[\d.]+", r"format 2 +\d+ +[\d.]+ +[\d.]+"]),
     (["signing_bench.py", "--records", "50"], [r"decode, verified +[\d.]+ us/record"]),
 ]
 
