@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from relayguard.stream import policy
 from relayguard.stream.policy import DetectorPolicy, LockState, PolicyParams
@@ -175,7 +176,7 @@ def test_ip_lock_without_a_scope_refuses_everyone_and_user_locks_get_none() -> N
     assert policy.scope_of({"scope": "bogus"}) == "all" and policy.scope_of(None) == "all"
 
 
-def _slow(t: float = T0, familiar: list[str] | None = None) -> Finding:
+def _slow(t: float = T0, familiar: list[Any] | None = None) -> Finding:
     return Finding("auth_failures_slow", "alice", "user", t, "slow guessing",
                    {"scope": "unfamiliar_networks",
                     "familiar_networks": familiar if familiar is not None
@@ -211,7 +212,7 @@ def test_a_scoped_finding_under_a_stronger_lock_never_narrows_it() -> None:
 
 def test_spared_networks_are_bounded_and_strings_only() -> None:
     params = PolicyParams(SLOW_POL)
-    nets = [f"10.{i}.0.0/16" for i in range(100)] + [5]  # type: ignore[list-item]
+    nets: list[Any] = [f"10.{i}.0.0/16" for i in range(100)] + [5]
     (cmd,) = policy.decide(params, LockState(), [_slow(familiar=nets)], T0).commands
     assert len(policy.spared_networks(cmd)) == policy.MAX_SPARED_NETWORKS
     assert policy.user_scope_of({"scope": "unfamiliar_networks"}) == "all"
