@@ -19,7 +19,7 @@ from typing import Any
 
 from relayguard.relay.lock_book import LockView
 from relayguard.relay.recipient_domains import MAX_COUNTED, MAX_LISTED_DOMAINS, RecipientDomains
-from relayguard.stream.policy import refuses_authenticated
+from relayguard.stream.policy import refuses_authenticated, spares
 from relayguard.stream.records import SendEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user
 
@@ -258,6 +258,8 @@ def decide(request: PolicyRequest, locks: LockView, now: float, config: Decision
         if (attrs.get("protocol_state") or "").upper() not in _LOCK_STATES:
             return DUNNO
         lock = locks.active_lock("user", user, now)
+        if lock is not None and spares(lock, attrs.get("client_address")):
+            lock = None  # scope "unfamiliar_networks": the user's own network; IP still checked
     if lock is None:
         client = attrs.get("client_address")
         if client:

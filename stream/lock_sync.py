@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from relayguard.stream.policy import SCOPE_ALL, LockState, scope_of
+from relayguard.stream.policy import SCOPE_ALL, LockState, command_scope
 from relayguard.stream.records import LockCommand
 
 
@@ -27,5 +27,5 @@ def apply_command(state: LockState, command: LockCommand) -> LockState:
         expires_at=command.expires_at,
         version=command.version,
         command_id=command.command_id,
-        scope=scope_of(command.evidence) if command.subject_kind == "ip" else SCOPE_ALL,
+        scope=command_scope(command),
     )

@@ -15,6 +15,13 @@ user who authenticates correctly from the address: what per-IP failure rules iss
 evidence is guessing across users, so an office NAT behind one stale phone refuses no colleague.
 A wider scope escalates like a stronger remedy; an active lock is never narrowed.
 
+A user lock may have a scope too: "unfamiliar_networks" (what `auth_failures_slow` asks for)
+refuses the user from every network except `evidence.familiar_networks`, the networks (/16,
+/48) the user logged in from successfully before the guessing began: a slow guesser rotating
+proxies is refused while the owner keeps working from home and the office. Any other value (or
+none) refuses the user everywhere, so a relay that cannot read the scope errs on the side of
+locking.
+
 A detector whose policy is `silent` (remedy "alert") produces no alert: its findings still feed
 correlation, which sees every finding before policy does.
 """
@@ -26,6 +33,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from relayguard.stream.detectors.common import network_of
 from relayguard.stream.records import Alert, Finding, LockCommand, Remedy, Severity, SubjectKind
 
 _IDS = uuid.UUID("6f6c1a52-0f0e-4f55-9a43-0d3c5b2b7e11")  # namespace for deterministic ids
@@ -33,7 +41,9 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STRENGTH = {"alert": 0, "throttle": 1, "lock": 2}
 SCOPE_ALL = "all"
 SCOPE_UNAUTHENTICATED = "unauthenticated"
-SCOPES = (SCOPE_ALL, SCOPE_UNAUTHENTICATED)
+SCOPE_UNFAMILIAR = "unfamiliar_networks"  # user locks: spare the user's familiar networks
+SCOPES = (SCOPE_ALL, SCOPE_UNAUTHENTICATED, SCOPE_UNFAMILIAR)
+MAX_SPARED_NETWORKS = 64
 
 
 def scope_of(evidence: dict[str, Any] | None) -> str:
@@ -44,9 +54,42 @@ def scope_of(evidence: dict[str, Any] | None) -> str:
     return SCOPE_ALL
 
 
+def user_scope_of(evidence: dict[str, Any] | None) -> str:
+    """The scope a user lock's evidence asks for: "unfamiliar_networks" only with a list of
+    networks to spare; anything else is "all"."""
+    if (evidence is not None and evidence.get("scope") == SCOPE_UNFAMILIAR
+            and isinstance(evidence.get("familiar_networks"), list)):
+        return SCOPE_UNFAMILIAR
+    return SCOPE_ALL
+
+
+def command_scope(command: LockCommand) -> str:
+    if command.subject_kind == "ip":
+        return scope_of(command.evidence)
+    return user_scope_of(command.evidence)
+
+
+def spared_networks(command: LockCommand) -> frozenset[str]:
+    """The networks a user lock of scope "unfamiliar_networks" does not refuse (empty for any
+    other lock). Hostile-input safe: only strings, at most MAX_SPARED_NETWORKS of them."""
+    if command.subject_kind != "user" or user_scope_of(command.evidence) != SCOPE_UNFAMILIAR:
+        return frozenset()
+    nets = command.evidence["familiar_networks"]
+    return frozenset(n for n in nets[:MAX_SPARED_NETWORKS] if isinstance(n, str))
+
+
+def spares(command: LockCommand, client_ip: str | None) -> bool:
+    """Whether a user lock lets this session through: its scope spares the client's network."""
+    if not client_ip:
+        return False
+    spared = spared_networks(command)
+    return bool(spared) and network_of(client_ip) in spared
+
+
 def refuses_authenticated(command: LockCommand) -> bool:
     """Whether a lock command refuses a session that authenticated correctly: user locks
-    always; IP locks unless their scope is "unauthenticated"."""
+    always (one of scope "unfamiliar_networks" only from the networks it does not spare, see
+    `spares`); IP locks unless their scope is "unauthenticated"."""
     return command.subject_kind != "ip" or scope_of(command.evidence) == SCOPE_ALL
 
 
@@ -85,7 +128,7 @@ class LockState:
     version: int = 0
     command_id: str | None = None
     last_alert_at: tuple[tuple[str, float], ...] = ()  # (detector, time)
-    scope: str = SCOPE_ALL  # of an IP lock: SCOPE_ALL or SCOPE_UNAUTHENTICATED
+    scope: str = SCOPE_ALL  # SCOPE_ALL; an IP lock's SCOPE_UNAUTHENTICATED, a user's UNFAMILIAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +160,8 @@ def decide(params: PolicyParams, state: LockState, findings: list[Finding], now:
         if pol.silent and pol.remedy == "alert":
             continue
         command: LockCommand | None = None
-        scope = scope_of(finding.evidence)
+        scope = (scope_of(finding.evidence) if finding.subject_kind == "ip"
+                 else user_scope_of(finding.evidence))
         if not pol.dry_run and _escalates(state, pol.remedy, scope, now):
             state, command = _lock(params, state, finding, pol, now)
             commands.append(command)
@@ -203,6 +247,11 @@ def _lock(params: PolicyParams, state: LockState, finding: Finding, pol: Detecto
         if _active(state, now) and state.scope == SCOPE_ALL:
             scope = SCOPE_ALL  # a stronger remedy never narrows the lock in force
         evidence = {**evidence, "scope": scope}
+    elif user_scope_of(evidence) == SCOPE_UNFAMILIAR:
+        scope = SCOPE_UNFAMILIAR
+        if _active(state, now) and state.scope == SCOPE_ALL:
+            scope = SCOPE_ALL  # never narrowed: the full lock in force stays full
+            evidence = {**evidence, "scope": SCOPE_ALL}
     command = LockCommand(
         command_id=_command_id(finding.subject_kind, finding.subject, version),
         subject=finding.subject,

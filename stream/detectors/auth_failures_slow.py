@@ -22,9 +22,11 @@ Defaults (our choice, measured on `relayguard simulate`; see docs/detectors.md):
 (6 failures in 24 h from one IP). The familiar period is `auth_failures`' 14 days (Entra's
 learning period for familiar sign-in properties).
 
-The finding carries `familiar_networks`: the networks the user succeeded from, which a relay
-could spare; the default remedy is a throttle (see core_params) whose false-lock figure on the
-simulator is the reason it may lock at all.
+The finding asks for a user lock of scope "unfamiliar_networks" (stream/policy.py) sparing
+`familiar_networks`, the networks the user succeeded from within `familiar_seconds`: the relays
+refuse the guesser's proxies while the owner keeps working from home and the office. The default
+remedy is a throttle (core_params); the simulator's false-lock figure (no benign user refused)
+is why it may lock at all.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors.common import Recent, is_guess, network_of, touch
+from relayguard.stream.policy import SCOPE_UNFAMILIAR
 from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "auth_failures_slow"
@@ -106,6 +109,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
                 "threshold": params.max_failures,
                 "min_networks": params.min_networks,
                 "client_ips": list(ips),
+                "scope": SCOPE_UNFAMILIAR,
                 "familiar_networks": sorted(n for n, t in state.familiar if t >= horizon),
                 "last_relay_id": event.relay_id,
             },

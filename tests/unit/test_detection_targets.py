@@ -46,7 +46,7 @@ def test_fleet_covers_every_attack_kind(figures: dict[str, Any]) -> None:
 
 def test_recall_floors(figures: dict[str, Any]) -> None:
     # Target: recall >= 0.99, within 60 s >= 0.95 (issue 9). Floors measured on this branch.
-    assert figures["caught"] >= CAUGHT_FLOOR  # 11 of 12 = 91.7%
+    assert figures["caught"] >= CAUGHT_FLOOR  # 12 of 12 = 100%
     assert figures["within_60s"] >= WITHIN_60S_FLOOR  # 8 of 12 = 66.7%
 
 
@@ -62,6 +62,13 @@ def test_slow_spam_from_home_is_caught_by_the_profile(figures: dict[str, Any]) -
     assert _kind(figures, "slow_spam_home")["caught"] == 1
 
 
+def test_slow_brute_force_is_caught(figures: dict[str, Any]) -> None:
+    # One guess every 4-15 min from rotating proxies: auth_failures_slow (failures from networks
+    # the victim never logged in from, over hours). Not within 60 s: the second guess alone
+    # comes minutes after the first.
+    assert _kind(figures, "brute_force_slow")["caught"] == 1
+
+
 def test_false_action_ceilings(figures: dict[str, Any]) -> None:
     # Targets: false locks <= 0.001, false alerts <= 0.005 per benign user per day (issue 9).
     # Ceilings measured after the honest-user changes and learned bulk senders: no false lock.
@@ -73,12 +80,13 @@ def test_false_action_ceilings(figures: dict[str, Any]) -> None:
     assert profile_locks == []  # the new signals never locked an honest user on this fleet
 
 
-# Measured on this branch (2026-12-02). Misses: brute_force_slow (never locked: 5 failures in
-# 10 min never happen at one guess every 4-15 min), and not within 60 s: spray_slow (~34 min),
+# Measured on this branch (2026-12-02). brute_force_slow is caught since auth_failures_slow (it
+# was never locked: 5 failures in 10 min never happen at one guess every 4-15 min), but after
+# about an hour; not within 60 s either: spray_slow (~34 min),
 # slow_spam_abroad / slow_spam_home (3-8 min: 1-4 recipients every 2-5 min; the profile needs a
 # few messages). False locks: none since IP blocks got a scope, impossible travel learned known
 # places and volume learned bulk senders (it was 5 user-days, 2.8%, before those).
-CAUGHT_FLOOR = 11
+CAUGHT_FLOOR = 12
 WITHIN_60S_FLOOR = 8
 FALSE_LOCK_DAYS_CEILING = 0
 FALSE_ALERT_DAYS_CEILING = 1

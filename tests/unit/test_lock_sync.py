@@ -34,3 +34,14 @@ def test_an_ip_command_brings_its_scope_and_an_unlock_resets_it() -> None:
     unlocked = apply_command(state, LockCommand("c8", "192.0.2.1", "ip", "unlock", "r",
                                                 "operator", {}, 2.0, None, "cli", 8))
     assert unlocked.scope == "all"
+
+
+def test_a_scoped_user_command_brings_its_scope() -> None:
+    scoped = LockCommand("c9", "alice", "user", "lock", "r", "auth_failures_slow",
+                         {"scope": "unfamiliar_networks", "familiar_networks": ["10.1.0.0/16"]},
+                         1.0, 100.0, "w", 9)
+    assert apply_command(LockState(), scoped).scope == "unfamiliar_networks"
+    # the same words on an IP lock mean nothing it knows: all
+    as_ip = LockCommand("c9", "192.0.2.1", "ip", "lock", "r", "d", dict(scoped.evidence), 1.0,
+                        100.0, "w", 9)
+    assert apply_command(LockState(), as_ip).scope == "all"

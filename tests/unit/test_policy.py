@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from relayguard.stream import policy
 from relayguard.stream.policy import DetectorPolicy, LockState, PolicyParams
@@ -173,3 +174,45 @@ def test_ip_lock_without_a_scope_refuses_everyone_and_user_locks_get_none() -> N
     u = policy.decide(PolicyParams(POL), LockState(), [finding("impossible_travel")], T0)
     assert "scope" not in u.commands[0].evidence and policy.refuses_authenticated(u.commands[0])
     assert policy.scope_of({"scope": "bogus"}) == "all" and policy.scope_of(None) == "all"
+
+
+def _slow(t: float = T0, familiar: list[Any] | None = None) -> Finding:
+    return Finding("auth_failures_slow", "alice", "user", t, "slow guessing",
+                   {"scope": "unfamiliar_networks",
+                    "familiar_networks": familiar if familiar is not None
+                    else ["198.51.0.0/16"]})
+
+
+SLOW_POL = {**POL, "auth_failures_slow": DetectorPolicy("throttle", "high", ttl_seconds=3600)}
+
+
+def test_a_scoped_user_lock_spares_familiar_networks_and_a_full_lock_escalates() -> None:
+    params = PolicyParams(SLOW_POL)
+    d = policy.decide(params, LockState(), [_slow()], T0)
+    (cmd,) = d.commands
+    assert cmd.evidence["scope"] == "unfamiliar_networks" and d.state.scope == cmd.evidence["scope"]
+    assert policy.spares(cmd, "198.51.7.7") and not policy.spares(cmd, "203.0.113.9")
+    assert not policy.spares(cmd, None) and policy.refuses_authenticated(cmd)
+    # the same again: nothing new; a throttle of scope all (same strength, wider): escalates
+    assert policy.decide(params, d.state, [_slow(T0 + 5)], T0 + 5).commands == []
+    wider = policy.decide(params, d.state, [finding("volume", t=T0 + 6)], T0 + 6)
+    assert len(wider.commands) == 1 and not policy.spares(wider.commands[0], "198.51.7.7")
+    assert wider.state.scope == "all"
+    # a scoped finding while the full throttle holds gets no narrower command
+    assert policy.decide(params, wider.state, [_slow(T0 + 7)], T0 + 7).commands == []
+
+
+def test_a_scoped_finding_under_a_stronger_lock_never_narrows_it() -> None:
+    params = PolicyParams({**SLOW_POL, "auth_failures_slow": DetectorPolicy("lock", "high")})
+    locked = policy.decide(params, LockState(), [finding("volume")], T0)  # throttle, scope all
+    d = policy.decide(params, locked.state, [_slow(T0 + 1)], T0 + 1)
+    assert [c.evidence["scope"] for c in d.commands] == ["all"]
+    assert not policy.spares(d.commands[0], "198.51.7.7")
+
+
+def test_spared_networks_are_bounded_and_strings_only() -> None:
+    params = PolicyParams(SLOW_POL)
+    nets: list[Any] = [f"10.{i}.0.0/16" for i in range(100)] + [5]
+    (cmd,) = policy.decide(params, LockState(), [_slow(familiar=nets)], T0).commands
+    assert len(policy.spared_networks(cmd)) == policy.MAX_SPARED_NETWORKS
+    assert policy.user_scope_of({"scope": "unfamiliar_networks"}) == "all"

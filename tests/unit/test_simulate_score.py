@@ -111,7 +111,10 @@ def test_throttle_over_before_the_first_send_does_not_count() -> None:
 
 def test_actions_round_trip_through_the_cache(tmp_path: Path) -> None:
     acts = Actions(items=[Action(S0, "ip", "10.0.0.1", "auth_failures_ip", "refused", user="b",
-                                 expires_at=S0 + 600)], events=3, seconds=1.5, cpu_seconds=1.0)
+                                 expires_at=S0 + 600),
+                          Action(S0, "user", "b", "auth_failures_slow", "lock",
+                                 expires_at=S0 + 3600, spares=("10.1.0.0/16",))],
+                   events=3, seconds=1.5, cpu_seconds=1.0)
     save_actions(acts, tmp_path / "actions.jsonl")
     back = load_actions(tmp_path / "actions.jsonl")
     assert back == acts
@@ -182,3 +185,28 @@ def test_collect_operator_lifts_a_lock_until_unlocked_a_day_later() -> None:
     # Without the operator the lock stays and refuses the user two days later too.
     kept = collect(events, params, operator_unlock_s=None)
     assert [a.t for a in kept.items if a.what == "refused"] == [S0 + 3600, S0 + 2 * DAY]
+
+
+def test_collect_a_slow_guesser_gets_a_scoped_lock_that_spares_the_owners_network() -> None:
+    params = load_params(None)
+    home = "10.1.0.1"
+    events = [_login(0, S0, "v@o.example", home, True)]
+    # one guess every 10 minutes, each from a network the victim never logged in from
+    events += [_login(i, S0 + 600 * i, "v@o.example", f"10.{50 + i}.0.1", ok=False)
+               for i in range(1, 9)]
+    events.append(_login(20, S0 + 6000, "v@o.example", home, True))  # the owner: let through
+    events.append(_login(21, S0 + 6100, "v@o.example", "10.99.0.1", True))  # refused
+    acts = collect(events, params)
+    locks = [a for a in acts.items if a.what == "lock"]
+    assert [(a.detector, a.spares) for a in locks] == [("auth_failures_slow", ("10.1.0.0/16",))]
+    refused = [(a.t, a.detector) for a in acts.items if a.what == "refused"]
+    assert refused == [(S0 + 6100, "auth_failures_slow")]
+    # scored: the scoped lock itself is no false lock; only the refused login is
+    labels = _labels()
+    labels["users"]["v@o.example"] = {"org": "o.example", "size": "normal", "tags": [],
+                                      "victim": False}
+    figures = evaluate(labels, acts)
+    assert figures["false_lock_user_days"] == 1
+    assert [e["action"] for e in figures["benign_acted_on"]] == ["locked_out"]
+    only_lock = Actions(items=[a for a in acts.items if a.what == "lock"])
+    assert evaluate(labels, only_lock)["false_lock_user_days"] == 0

@@ -11,7 +11,9 @@ that an active IP block refused. `evaluate` is pure: labels + actions -> figures
 - A false lock is a (benign user, day) on which the user was locked, or on which an IP block
   refused one of the user's correct logins (a block of scope "unauthenticated" refuses none;
   for the same reason it does not catch a takeover, whose spam is authenticated). A false
-  alert is a (benign user, day) with an alert-only alert about the user. Rates are per benign
+  alert is a (benign user, day) with an alert-only alert about the user. A user lock of scope
+  "unfamiliar_networks" counts only on a day it refused one of the user's correct logins from
+  a network it does not spare. Rates are per benign
   user per scored day.
 - Warm-up is replayed (it is how detectors learn) but never scored.
 """
@@ -32,9 +34,10 @@ import orjson
 
 from relayguard.roof.replay import Replayer
 from relayguard.stream import codec
+from relayguard.stream.detectors.common import network_of
 from relayguard.stream.engine import CoreParams
 from relayguard.stream.lock_sync import apply_command
-from relayguard.stream.policy import refuses_authenticated
+from relayguard.stream.policy import refuses_authenticated, spared_networks
 from relayguard.stream.records import Event, LockCommand, LoginEvent, SubjectKind
 
 _OPERATOR = uuid.UUID("3d0b7c1e-5b7a-4c61-9a0e-6a5f0c2f9b10")
@@ -54,6 +57,8 @@ class Action:
     expires_at: float | None = None
     # for IP locks: False when its scope spares users who authenticate correctly
     refuses_authenticated: bool = True
+    # for user locks of scope "unfamiliar_networks": the networks it lets through
+    spares: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,6 +99,8 @@ def collect(events: Iterable[Event], params: CoreParams, locator: Any = None,
         if isinstance(event, LoginEvent) and event.success and event.user:
             for kind, key in (("user", event.user), ("ip", event.client_ip)):
                 block = _refusal(blocks, (kind, key), event.event_time)
+                if block and block.spares and network_of(event.client_ip) in block.spares:
+                    continue  # a scoped user lock lets the user's own network through
                 if block and block.refuses_authenticated:
                     out.items.append(Action(event.event_time, kind, key, block.detector,
                                             "refused", user=event.user))
@@ -108,7 +115,8 @@ def collect(events: Iterable[Event], params: CoreParams, locator: Any = None,
                     continue
                 a = Action(c.issued_at, c.subject_kind, c.subject, c.detector, "lock",
                            expires_at=c.expires_at,
-                           refuses_authenticated=refuses_authenticated(c))
+                           refuses_authenticated=refuses_authenticated(c),
+                           spares=tuple(sorted(spared_networks(c))))
                 out.items.append(a)
                 blocks[(c.subject_kind, c.subject)] = a
                 if c.expires_at is None and operator_unlock_s is not None:
@@ -154,10 +162,15 @@ def save_actions(actions: Actions, path: Path) -> None:
             fh.write(orjson.dumps(asdict(x)) + b"\n")
 
 
+def _action(raw: dict[str, Any]) -> Action:
+    raw["spares"] = tuple(raw.get("spares", ()))
+    return Action(**raw)
+
+
 def load_actions(path: Path) -> Actions:
     lines = path.read_bytes().splitlines()
     head = orjson.loads(lines[0])
-    return Actions([Action(**orjson.loads(line)) for line in lines[1:]], head["events"],
+    return Actions([_action(orjson.loads(line)) for line in lines[1:]], head["events"],
                    head["seconds"], head["cpu_seconds"], head["bad_lines"])
 
 
@@ -247,6 +260,8 @@ def evaluate(labels: dict[str, Any], actions: Actions) -> dict[str, Any]:
         if x.what == "refused":  # a correct login refused by an IP block or the user's lock
             user, what = x.user, "ip_block" if x.kind == "ip" else "locked_out"
         elif x.kind == "user" and x.what in ("lock", "alert"):
+            if x.spares:
+                continue  # a scoped lock counts by the correct logins it refused
             user, what = x.subject, x.what
         else:
             continue

@@ -171,3 +171,44 @@ def test_relay_client_honours_the_ip_lock_scope(scope: str | None, authenticated
     fake = SimpleNamespace(follower=SimpleNamespace(book=book), clock=lambda: NOW)
     assert RelayClient.is_ip_blocked(fake, "192.0.2.10", authenticated) is blocked  # type: ignore[arg-type]
     assert RelayClient.is_ip_blocked(fake, "192.0.2.11", authenticated) is False  # type: ignore[arg-type]
+
+
+def _scoped(subject: str, evidence: dict[str, object], expires_at: float | None = NOW + 3600
+            ) -> LockCommand:
+    return LockCommand(command_id="s1", subject=subject, subject_kind="user", action="lock",
+                       reason="slow guessing", detector="auth_failures_slow", evidence=evidence,
+                       issued_at=NOW - 10, expires_at=expires_at, issuer="t", version=1)
+
+
+def test_a_user_lock_of_scope_unfamiliar_networks_spares_only_the_familiar_ones() -> None:
+    # auth_failures_slow: the guesser's proxies are refused, the owner's office is not.
+    book = LockBook()
+    book.apply(_scoped("alice", {"scope": "unfamiliar_networks",
+                                 "familiar_networks": ["198.51.0.0/16"]}))
+    office = _req(protocol_state="RCPT", sasl_username="alice", client_address="198.51.100.20")
+    proxy = _req(protocol_state="RCPT", sasl_username="alice", client_address="203.0.113.9")
+    assert decide(office, book, NOW, CFG) == "DUNNO"
+    assert decide(proxy, book, NOW, CFG) == "DEFER 4.7.1 slow down"
+
+
+def test_a_spared_network_still_meets_an_ip_block() -> None:
+    book = LockBook()
+    book.apply(_scoped("alice", {"scope": "unfamiliar_networks",
+                                 "familiar_networks": ["198.51.0.0/16"]}))
+    book.apply(_cmd("198.51.100.20", kind="ip", version=2))
+    office = _req(protocol_state="RCPT", sasl_username="alice", client_address="198.51.100.20")
+    assert decide(office, book, NOW, CFG) == "REJECT 5.7.1 locked"
+
+
+@pytest.mark.parametrize("evidence", [
+    {"familiar_networks": ["198.51.0.0/16"]},  # no scope: everywhere
+    {"scope": "unfamiliar_networks"},  # nothing to spare
+    {"scope": "unfamiliar_networks", "familiar_networks": "198.51.0.0/16"},  # not a list
+    {"scope": "unfamiliar_networks", "familiar_networks": [7, None]},  # hostile members
+    {"scope": "all", "familiar_networks": ["198.51.0.0/16"]},
+])
+def test_any_other_user_lock_refuses_the_user_everywhere(evidence: dict[str, object]) -> None:
+    book = LockBook()
+    book.apply(_scoped("alice", evidence))
+    office = _req(protocol_state="RCPT", sasl_username="alice", client_address="198.51.100.20")
+    assert decide(office, book, NOW, CFG) == "DEFER 4.7.1 slow down"
