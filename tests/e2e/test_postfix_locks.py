@@ -4,6 +4,7 @@ passwords in the maillog lock a user through the real worker."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -65,6 +66,41 @@ async def test_policy_server_locks_and_unlocks_a_user(
     finally:
         await server.stop()
         await producer.stop()
+        await follower.stop()
+
+
+async def test_a_scoped_lock_refuses_the_user_only_from_unfamiliar_networks(
+        postfix_env: PostfixEnv, kafka_settings: Settings, tmp_path: Path) -> None:
+    """What `auth_failures_slow` issues: a user lock of scope "unfamiliar_networks" spares the
+    networks listed in its signed evidence. Postfix sees each session from the address XCLIENT
+    gives it, the real policy service decides from the lock the real follower read."""
+    s, env = kafka_settings, postfix_env
+    await make_topics(s)
+    follower = LockFollower(s.bootstrap_servers, s.topics.locks, s.topics.lock_acks, "relay-e2e")
+    server = PolicyServer(ListenAddress("inet", "127.0.0.1", env.policy_port), follower.book,
+                          DecisionConfig(reject_text="locked by e2e"), "relay-e2e")
+    await follower.start()
+    await server.start()
+    home, guesser = "198.51.100.7", "203.0.113.50"
+    try:
+        assert await follower.ready(timeout=30), "lock follower did not catch up in 30 s"
+        scoped = replace(lock_cmd("bob", 1), detector="auth_failures_slow", evidence={
+            "scope": "unfamiliar_networks", "familiar_networks": ["198.51.0.0/16"]})
+        await produce_locks(s.bootstrap_servers, s.topics.locks, [scoped])
+        took = await env.swaks_until("bob", 24, timeout=10, client_ip=guesser)
+        print(f"scoped lock -> first refused send from an unfamiliar network: {took:.2f} s")
+        await env.swaks_async("bob", env.users["bob"], expect=0, client_ip=home)  # spared
+        _, out = await env.swaks_async("bob", env.users["bob"], expect=24, client_ip=guesser)
+        assert "locked by e2e" in out
+        # A malformed scope (no list of networks) refuses everywhere, the owner's network too.
+        broken = replace(lock_cmd("bob", 2), evidence={"scope": "unfamiliar_networks"})
+        await produce_locks(s.bootstrap_servers, s.topics.locks, [broken])
+        await env.swaks_until("bob", 24, timeout=10, client_ip=home)
+        await produce_locks(s.bootstrap_servers, s.topics.locks,
+                            [lock_cmd("bob", 3, action="unlock")])
+        await env.swaks_until("bob", 0, timeout=10, client_ip=guesser)
+    finally:
+        await server.stop()
         await follower.stop()
 
 
