@@ -42,7 +42,7 @@ from relayguard.relay.lock_book import LockBook
 from relayguard.relay.lock_book_store import LockBookStore
 from relayguard.relay.lock_follower import LockFollower
 from relayguard.relay.producer import EventProducer, ProducerStats
-from relayguard.stream.policy import refuses_authenticated
+from relayguard.stream.policy import refuses_authenticated, spares
 from relayguard.stream.records import LockCommand, LoginEvent, SendEvent
 from relayguard.stream.user_names import UserNameMode, canonical_user, canonical_user_or_none
 
@@ -190,8 +190,15 @@ class RelayClient:
 
     # ---- locks ---------------------------------------------------------------------------------
 
-    def is_locked(self, user: str) -> bool:
-        return self.follower.book.is_locked("user", user, self.clock())
+    def is_locked(self, user: str, client_ip: str | None = None) -> bool:
+        """Whether to refuse this user. A lock of scope "unfamiliar_networks" (slow guessing,
+        stream/policy.py) spares the networks its evidence lists: pass the session's client
+        address so the owner at home or at the office is let through; without it every lock
+        refuses."""
+        lock = self.follower.book.active_lock("user", user, self.clock())
+        if lock is None:
+            return False
+        return not spares(lock, client_ip)
 
     def is_ip_blocked(self, client_ip: str, authenticated: bool = False) -> bool:
         """Whether to refuse this client address. A block of scope "unauthenticated" (guessing

@@ -212,3 +212,18 @@ def test_any_other_user_lock_refuses_the_user_everywhere(evidence: dict[str, obj
     book.apply(_scoped("alice", evidence))
     office = _req(protocol_state="RCPT", sasl_username="alice", client_address="198.51.100.20")
     assert decide(office, book, NOW, CFG) == "DEFER 4.7.1 slow down"
+
+
+def test_relay_client_honours_the_user_lock_scope() -> None:
+    from types import SimpleNamespace
+
+    from relayguard.relay.client import RelayClient
+
+    book = LockBook()
+    book.apply(_scoped("alice", {"scope": "unfamiliar_networks",
+                                 "familiar_networks": ["198.51.0.0/16"]}))
+    fake = SimpleNamespace(follower=SimpleNamespace(book=book), clock=lambda: NOW)
+    assert not RelayClient.is_locked(fake, "alice", "198.51.100.7")  # type: ignore[arg-type]
+    assert RelayClient.is_locked(fake, "alice", "203.0.113.5")  # type: ignore[arg-type]
+    assert RelayClient.is_locked(fake, "alice")  # type: ignore[arg-type]  # no address: refuse
+    assert not RelayClient.is_locked(fake, "bob", "203.0.113.5")  # type: ignore[arg-type]
