@@ -7,7 +7,8 @@ through `stream.engine.step` (via the replay loop: user keys and IP keys, as the
 with three configurations: no detectors (the engine's own dedupe/lateness/policy cost), the
 three original spine detectors, and every registered detector. Prints events/s and the mean
 KeyState bytes per active user and per IP as the worker's table stores them (agents.state_codec,
-MessagePack). --state-users N adds a run with all detectors over N users (about three events
+MessagePack format 2; format 1, the map encoding of before issue 12, beside it as the
+baseline). --state-users N adds a run with all detectors over N users (about three events
 each) and prints the bytes per active user at that scale: measured, not extrapolated.
 """
 
@@ -99,13 +100,18 @@ def measure(label: str, params: CoreParams, events: list[Event]) -> dict[str, fl
     seconds = time.perf_counter() - start
     user_sizes = [_size(s) for (k, _), s in rep.states.items() if k == "user"]
     ip_sizes = [_size(s) for (k, _), s in rep.states.items() if k == "ip"]
+    # the same states in the table's format 1 (fields by name, before issue 12): the baseline
+    old_sizes = [len(state_codec._dumps_v1(s)) for (k, _), s in rep.states.items()
+                 if k == "user"]
     row = {"events_per_s": len(events) / seconds,
            "user_bytes": statistics.fmean(user_sizes) if user_sizes else 0.0,
            "user_bytes_max": max(user_sizes, default=0),
            "ip_bytes": statistics.fmean(ip_sizes) if ip_sizes else 0.0}
     print(f"{label:<22} {row['events_per_s']:>10,.0f} ev/s   user state mean "
           f"{row['user_bytes']:>7,.0f} B (max {row['user_bytes_max']:,})   "
-          f"ip state mean {row['ip_bytes']:>6,.0f} B")
+          f"ip state mean {row['ip_bytes']:>6,.0f} B   format 1: user mean "
+          f"{statistics.fmean(old_sizes) if old_sizes else 0.0:,.0f} B "
+          f"(max {max(old_sizes, default=0):,})")
     return row
 
 

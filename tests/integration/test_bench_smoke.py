@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CASES = [
     (["core_bench.py", "--events", "600", "--users", "30", "--state-users", "50"],
-     [r"all detectors +[\d,]+ ev/s", r"all, 50 users +[\d,]+ ev/s   user state mean +[\d,]+ B"]),
+     [r"all detectors +[\d,]+ ev/s",
+      r"all, 50 users +[\d,]+ ev/s   user state mean +[\d,]+ B.*format 1: user mean"]),
     (["log_parser_bench.py", "--lines", "3000", "--repeat", "1", "--no-fail2ban"],
      [r"bare two-regex loop +: +[\d,]+ lines/s",
       r"LogParser failed logins +: .*postfix-log [\d,]+"]),
@@ -25,7 +26,8 @@ CASES = [
       "--only", "protocol,relayguard"],
      [r"protocol +1 conn +[\d,]+ req/s", r"relayguard +2 conn +[\d,]+ req/s .*client CPU"]),
     (["state_codec_bench.py", "--users", "20", "--events", "200", "--rounds", "1"],
-     [r"pickle +\d+ +[\d.]+", r"format 2 +\d+ +[\d.]+ +[\d.]+"]),
+     [r"pickle +\d+ +[\d.]+", r"format 1 +\d+ +[\d.]+ +[\d.]+ +- ",
+      r"format 2 +\d+ +[\d.]+ +[\d.]+ +[\d.]+ \(largest"]),
     (["signing_bench.py", "--records", "50"], [r"decode, verified +[\d.]+ us/record"]),
 ]
 
