@@ -19,6 +19,7 @@ from relayguard.stream import windows
 from relayguard.stream.detectors import (
     auth_failures,
     auth_failures_ip,
+    auth_failures_slow,
     distinct,
     impossible_travel,
     new_country,
@@ -148,6 +149,21 @@ def _auth_failures(p: auth_failures.Params, s: auth_failures.State, subject: str
             "recent_ips": list(reversed(s.recent_ips[-MAX_LIST:]))}
 
 
+def _auth_failures_slow(p: auth_failures_slow.Params, s: auth_failures_slow.State,
+                        subject: str, now: float) -> Doc:
+    at = max(now, s.watermark)
+    recent = [(net, t) for net, t in s.failures if t > at - p.window_seconds]
+    networks = sorted({net for net, _ in recent})
+    window = {"length_seconds": p.window_seconds}
+    return {"last_event": when(s.watermark),
+            "counters": [_counter("failures_from_unfamiliar_networks", len(recent),
+                                  p.max_failures, window),
+                         _counter("unfamiliar_networks", len(networks), p.min_networks, window)],
+            "unfamiliar_networks": networks[:MAX_LIST],
+            "familiar_networks": _recent(s.familiar, "network"),
+            "recent_ips": list(reversed(s.recent_ips[-MAX_LIST:]))}
+
+
 def _auth_failures_ip(p: auth_failures_ip.Params, s: auth_failures_ip.State, subject: str,
                       now: float) -> Doc:
     counts = s.counts if len(s.counts) == len(p.rules) else ((),) * len(p.rules)
@@ -174,6 +190,7 @@ VIEWS: dict[str, View] = {
     new_country.NAME: _new_country,
     too_many_places.NAME: _places,
     auth_failures.NAME: _auth_failures,
+    auth_failures_slow.NAME: _auth_failures_slow,
     auth_failures_ip.NAME: _auth_failures_ip,
     "password_spray": _distinct,
     "distributed_guessing": _distinct,
@@ -201,7 +218,7 @@ def lock_view(lock: LockState, now: float) -> Doc:
     active = lock.locked and (lock.expires_at is None or lock.expires_at > now)
     return {"locked": lock.locked, "active": active, "remedy": lock.remedy,
             "expires_at": when(lock.expires_at), "version": lock.version,
-            "command_id": lock.command_id,
+            "command_id": lock.command_id, "scope": lock.scope,
             "last_alerts": [{"detector": d, "at": when(t)} for d, t in lock.last_alert_at]}
 
 

@@ -159,3 +159,25 @@ def test_cli_report_lays_out_every_detector_view() -> None:
         state = engine.step(p, "ip", "192.0.2.9", state, ev).state
     text = _report(status_document("ip", "192.0.2.9", state, p, T0 + 8), None)
     assert "auth_failures_ip:" in text and "password_spray:" in text and "values: u7@x.test" in text
+
+
+def test_slow_guessing_counters_and_a_scoped_lock() -> None:
+    """Failures spaced 10 minutes apart from rotating networks the user never logged in from:
+    the view shows both counters against their limits, the networks, and the lock's scope."""
+    p = core()
+    user = "victim@x.test"
+    home = login(0, T0, "198.51.100.7", BERLIN, user=user)
+    guesses = [LoginEvent(f"g{i}", T0 + 600 * (i + 1), "r1", user, f"203.{i % 4}.113.9",
+                          False, "TLSv1.3", "PLAIN", "bad_credentials", password_hash=f"h{i}")
+               for i in range(8)]
+    state = run(p, [home, *guesses], key=user)
+    doc = status_document("user", user, state, p, T0 + 600 * 8 + 1)
+    slow = doc["detectors"]["auth_failures_slow"]
+    rows = by_name(slow["counters"])
+    assert rows["failures_from_unfamiliar_networks"]["count"] == 8
+    assert rows["failures_from_unfamiliar_networks"]["limit"] == 8
+    assert rows["unfamiliar_networks"]["count"] == 4
+    assert slow["unfamiliar_networks"] == [f"203.{i}.0.0/16" for i in range(4)]
+    assert [n["network"] for n in slow["familiar_networks"]] == ["198.51.0.0/16"]
+    assert doc["lock"]["locked"] and doc["lock"]["scope"] == "unfamiliar_networks"
+    json.dumps(doc, allow_nan=False)
