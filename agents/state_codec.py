@@ -101,16 +101,18 @@ def _mirror(cls: type, array_like: bool = False) -> type:
     return mirror
 
 
-def _converter(hint: Any) -> Convert:
-    """Rebuild core dataclasses from decoded mirrors; plain values (the bulk: tuples of numbers)
-    pass through untouched, since the decoder already checked their types."""
+def _walk(hint: Any, on_dataclass: Callable[[type], Callable[[Any], Any]],
+          sequence: Callable[[Any], Any]) -> Convert:
+    """A converter for values of annotation `hint`: `on_dataclass` handles each dataclass,
+    `sequence` builds tuples' replacements (tuple when reading, list when writing). None: the
+    value passes as it is (the bulk: tuples of numbers, already type-checked by msgspec)."""
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _dataclass_converter(hint)
+        return on_dataclass(hint)
     origin = typing.get_origin(hint)
     if origin is None or origin is typing.Literal:
         return None
     args = typing.get_args(hint)
-    convs = [_converter(a) for a in args]
+    convs = [_walk(a, on_dataclass, sequence) for a in args]
     if all(c is None for c in convs):
         return None
     if origin in (typing.Union, types.UnionType):
@@ -122,22 +124,37 @@ def _converter(hint: Any) -> Convert:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         item = convs[0]
         assert item is not None
-        return lambda v: tuple(item(x) for x in v)
+        return lambda v: sequence(map(item, v))
     if origin is tuple:
         parts = [c or (lambda x: x) for c in convs]
-        return lambda v: tuple(c(x) for c, x in zip(parts, v, strict=True))
+        return lambda v: sequence(c(x) for c, x in zip(parts, v, strict=True))
     if origin in (dict, collections.abc.Mapping):
         kc, vc = (c or (lambda x: x) for c in convs)
         return lambda v: {kc(k): vc(x) for k, x in v.items()}
     raise TypeError(f"state annotation {hint} is not supported by the table codec")
 
 
+def _converter(hint: Any) -> Convert:
+    """Decoded mirrors -> core dataclasses."""
+    return _walk(hint, _dataclass_converter, tuple)
+
+
+def _wire(hint: Any) -> Convert:
+    """Core value -> format 2's wire value: every dataclass as the list of its field values in
+    declaration order (msgspec writes a dataclass as a map with its field names, which were
+    about 45% of a busy user's bytes)."""
+    return _walk(hint, _dataclass_wire, list)
+
+
+def _field_plan(cls: type, walk: Callable[[Any], Convert]) -> tuple[tuple[str, Convert], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, walk(hints[f.name])) for f in dataclasses.fields(cls))
+
+
 def _dataclass_converter(cls: type) -> Callable[[Any], Any]:
     if cls in _CONVERTERS:
         return _CONVERTERS[cls]
-    hints = typing.get_type_hints(cls)
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    plan = tuple((n, _converter(hints[n])) for n in names)
+    plan = _field_plan(cls, _converter)
 
     def convert(m: Any) -> Any:
         return cls(*[getattr(m, n) if c is None else c(getattr(m, n)) for n, c in plan])
@@ -146,46 +163,13 @@ def _dataclass_converter(cls: type) -> Callable[[Any], Any]:
     return convert
 
 
-def _wire(hint: Any) -> Convert:
-    """Core value -> format 2's wire value: every dataclass as the list of its field values in
-    declaration order (msgspec writes a dataclass as a map with its field names, which were
-    about 45% of a busy user's bytes). None: the value as it is (tuples of numbers etc.)."""
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _dataclass_wire(hint)
-    origin = typing.get_origin(hint)
-    if origin is None or origin is typing.Literal:
-        return None
-    args = typing.get_args(hint)
-    convs = [_wire(a) for a in args]
-    if all(c is None for c in convs):
-        return None
-    if origin in (typing.Union, types.UnionType):
-        real = [c for c in convs if c is not None]
-        if len(real) != 1 or len(args) != 2 or type(None) not in args:
-            raise TypeError(f"state annotation {hint} is not supported by the table codec")
-        one = real[0]
-        return lambda v: None if v is None else one(v)
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        item = convs[0]
-        assert item is not None
-        return lambda v: [item(x) for x in v]
-    if origin is tuple:
-        parts = [c or (lambda x: x) for c in convs]
-        return lambda v: [c(x) for c, x in zip(parts, v, strict=True)]
-    if origin in (dict, collections.abc.Mapping):
-        kc, vc = (c or (lambda x: x) for c in convs)
-        return lambda v: {kc(k): vc(x) for k, x in v.items()}
-    raise TypeError(f"state annotation {hint} is not supported by the table codec")
-
-
 _WIRES: dict[type, Callable[[Any], Any]] = {}
 
 
 def _dataclass_wire(cls: type) -> Callable[[Any], Any]:
     if cls in _WIRES:
         return _WIRES[cls]
-    hints = typing.get_type_hints(cls)
-    plan = tuple((f.name, _wire(hints[f.name])) for f in dataclasses.fields(cls))
+    plan = _field_plan(cls, _wire)
 
     def to_wire(v: Any) -> list[Any]:
         return [getattr(v, n) if c is None else c(getattr(v, n)) for n, c in plan]
