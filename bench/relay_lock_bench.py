@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aiokafka import AIOKafkaConsumer
 from bench_keys import worker_key_env
-from worker_bench import IPS, PARTITIONS, pct, start_worker, traffic
+from worker_bench import BURST_TIMEOUT, IPS, PARTITIONS, await_lock, pct, start_worker, traffic
 
 from relayguard.foundation.settings import Settings, Topics
 from relayguard.foundation.topics import ensure_topics, standard_topics
@@ -38,10 +38,8 @@ from relayguard.relay.producer import EventProducer
 from relayguard.roof.broker.fetch import stderr_progress
 from relayguard.roof.broker.server import LocalBroker
 from relayguard.roof.demo_geodb import write_city_db
-from relayguard.stream import codec
 from relayguard.stream.records import SendEvent
 
-BURST_TIMEOUT = 30.0
 TICK = 0.01  # background hand-over interval (what a busy relay's traffic looks like)
 
 
@@ -77,10 +75,7 @@ async def _bursts(bootstrap: str, topics: Topics, spool: Path, batched: bool, bu
             for i in range(11):
                 producer.publish_nowait(SendEvent(str(uuid.uuid4()), now + i * 0.1, "bench",
                                                   user, IPS[0], user, 1, 100))
-            key, found = codec.lock_key("user", user), False
-            while not found and time.perf_counter() - start < BURST_TIMEOUT:
-                for records in (await consumer.getmany(timeout_ms=20)).values():
-                    found |= any(r.key == key for r in records)
+            found = await await_lock(consumer, user, start, poll_ms=20)
             out.append(time.perf_counter() - start)
             if not found:
                 print(f"{'batch' if batched else 'single'} burst {b}: no lock within "

@@ -167,6 +167,18 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * len(s)) - 1))]
 
 
+async def await_lock(consumer: AIOKafkaConsumer, user: str, start: float,
+                     poll_ms: int) -> bool:
+    """Read the lock topic until a command for `user` shows up, BURST_TIMEOUT after `start`
+    at most (perf_counter time); whether it did."""
+    key = codec.lock_key("user", user)
+    while time.perf_counter() - start < BURST_TIMEOUT:
+        for records in (await consumer.getmany(timeout_ms=poll_ms)).values():
+            if any(r.key == key for r in records):
+                return True
+    return False
+
+
 async def lock_latencies(bootstrap: str, topics: Topics, bursts: int, batch: int,
                          rate: float = 0.0) -> list[float]:
     consumer = AIOKafkaConsumer(topics.locks, bootstrap_servers=bootstrap, group_id=None,
@@ -187,10 +199,7 @@ async def lock_latencies(bootstrap: str, topics: Topics, bursts: int, batch: int
                                             IPS[0], user, 1, 100) for i in range(11)]
             start = time.perf_counter()
             await send_events(producer, topics.events, burst, batch)
-            found = False
-            while not found and time.perf_counter() - start < BURST_TIMEOUT:
-                for records in (await consumer.getmany(timeout_ms=50)).values():
-                    found |= any(r.key == codec.lock_key("user", user) for r in records)
+            found = await await_lock(consumer, user, start, poll_ms=50)
             # a burst whose lock never came within the timeout counts as the timeout: the
             # figures are then a lower bound (the report says how many timed out)
             out.append(time.perf_counter() - start)
