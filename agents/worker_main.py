@@ -14,6 +14,7 @@ import faust
 
 from relayguard.agents.app import create_app
 from relayguard.foundation.core_params import build_core_params
+from relayguard.foundation.gc_tuning import tune_for_throughput
 from relayguard.foundation.geoip import GeoLocator
 from relayguard.foundation.kafka_clients import aiokafka_options
 from relayguard.foundation.settings import Settings
@@ -87,6 +88,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                               kafka_options=aiokafka_options(settings.kafka)))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, params, locator)
+    tune_for_throughput(freeze=True)  # the core's allocations, not cycles: see gc_tuning
     tabledir = Path(app.conf.tabledir) if settings.table_store == "rocksdb" else None
     if tabledir is not None:
         prepare_local_store(tabledir)

@@ -7,11 +7,12 @@ production and replay share one code path. The returned `KeyState` is what the F
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relayguard.stream import policy, windows
-from relayguard.stream.detector import AnySpec
+from relayguard.stream.detector import AnySpec, EventClass, event_class
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Alert, Event, Finding, LockCommand, SubjectKind
 from relayguard.stream.timefmt import TimeBounds
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode
@@ -40,14 +41,29 @@ class CoreParams:
     # caller passes `now`; the core itself never reads the clock).
     time_bounds: TimeBounds = field(default_factory=TimeBounds)
     user_names: UserNameMode = DEFAULT_USER_NAMES  # RELAYGUARD_USER_NAMES, applied at decode
-    # Derived once: the detectors of each key kind (asked for on every event).
+    # Derived once, asked for on every event: the detectors of each key kind; of those, the ones
+    # each event class can change (`DetectorSpec.reacts_to`) and the ones with `on_findings`.
     _by_kind: dict[str, tuple[EnabledDetector, ...]] = field(init=False, repr=False,
                                                              compare=False)
+    _stepping: dict[tuple[str, str], tuple[EnabledDetector, ...]] = field(
+        init=False, repr=False, compare=False)
+    _reactors: dict[str, tuple[EnabledDetector, ...]] = field(init=False, repr=False,
+                                                              compare=False)
+    _names: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_kind = {k: tuple(d for d in self.detectors if d.spec.key_kind == k)
                    for k in ("user", "ip")}
+        classes: tuple[EventClass, ...] = ("login_ok", "login_fail", "send", "delivery")
+        stepping = {(k, c): tuple(d for d in ds if c in d.spec.reacts_to)
+                    for k, ds in by_kind.items() for c in classes}
+        reactors = {k: tuple(d for d in ds if d.spec.on_findings is not None)
+                    for k, ds in by_kind.items()}
+        names = {k: frozenset(d.spec.name for d in ds) for k, ds in by_kind.items()}
         object.__setattr__(self, "_by_kind", by_kind)
+        object.__setattr__(self, "_stepping", stepping)
+        object.__setattr__(self, "_reactors", reactors)
+        object.__setattr__(self, "_names", names)
 
     def for_kind(self, kind: SubjectKind) -> tuple[EnabledDetector, ...]:
         return self._by_kind[kind]
@@ -88,26 +104,36 @@ def step(params: CoreParams, kind: SubjectKind, key: str, state: KeyState | None
     digest = _id_digest(event.event_id)
     if _seen(state.recent_event_ids, digest):
         # Still remember the position, so a redelivery of this very record is caught by offset.
-        return StepResult(replace(state, applied=applied), "duplicate")
+        return StepResult(evolve(state, applied=applied), "duplicate")
     if windows.is_too_late(event.event_time, state.watermark, params.grace_seconds):
-        return StepResult(replace(state, late_events=state.late_events + 1, applied=applied),
+        return StepResult(evolve(state, late_events=state.late_events + 1, applied=applied),
                           "too_late")
     ids = (state.recent_event_ids + digest)[-params.dedupe_ids * _DIGEST:]
     now = max(state.watermark, event.event_time)
 
-    enabled = params.for_kind(kind)
     det_states = dict(state.detectors)
+    if not det_states.keys() >= params._names[kind]:
+        # A key's first event (or a detector enabled since): every enabled detector gets its
+        # initial state now, in the enabled order, whether or not this event concerns it.
+        for d in params.for_kind(kind):
+            if d.spec.name not in det_states:
+                det_states[d.spec.name] = d.spec.initial_state()
     findings: list[Finding] = []
-    for d in enabled:
-        s = det_states.get(d.spec.name)
-        s, found = d.spec.step(d.params, d.spec.initial_state() if s is None else s, event)
-        det_states[d.spec.name] = s
-        findings.extend(found)
-    for d in enabled:
-        if d.spec.on_findings is not None:
-            s, found = d.spec.on_findings(d.params, det_states[d.spec.name], event, findings)
-            det_states[d.spec.name] = s
-            findings = findings + found
+    # Only the detectors this class of event can change: the others would return their state
+    # untouched (DetectorSpec.reacts_to).
+    for d in params._stepping[kind, event_class(event)]:
+        name = d.spec.name
+        s, found = d.spec.step(d.params, det_states[name], event)
+        det_states[name] = s
+        if found:
+            findings.extend(found)
+    for d in params._reactors[kind]:
+        name = d.spec.name
+        on_findings = d.spec.on_findings
+        assert on_findings is not None
+        s, found = on_findings(d.params, det_states[name], event, findings)
+        det_states[name] = s
+        findings = findings + found
 
     expired = policy.expire(params.policy, state.lock, key, kind, now)
     own = [f for f in findings if f.subject_kind == kind and f.subject == key]
@@ -159,4 +185,4 @@ def tick(params: CoreParams, kind: SubjectKind, key: str, state: KeyState,
     expired = policy.expire(params.policy, state.lock, key, kind, now)
     if not expired.commands:
         return StepResult(state, "processed")
-    return StepResult(replace(state, lock=expired.state), "processed", [], expired.commands, [])
+    return StepResult(evolve(state, lock=expired.state), "processed", [], expired.commands, [])

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from relayguard.stream.detectors.common import network_of
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Alert, Finding, LockCommand, Remedy, Severity, SubjectKind
 
 _IDS = uuid.UUID("6f6c1a52-0f0e-4f55-9a43-0d3c5b2b7e11")  # namespace for deterministic ids
@@ -167,7 +168,7 @@ def decide(params: PolicyParams, state: LockState, findings: list[Finding], now:
             commands.append(command)
         elif _cooling_down(state, finding.detector, pol, now):
             continue
-        state = replace(state, last_alert_at=_stamp(state.last_alert_at, finding.detector, now))
+        state = evolve(state, last_alert_at=_stamp(state.last_alert_at, finding.detector, now))
         alerts.append(_alert(params, finding, pol, command))
     return Decision(state, commands, alerts)
 
@@ -193,7 +194,7 @@ def expire(params: PolicyParams, state: LockState, subject: str, kind: SubjectKi
         severity="info",
         dry_run=params.dry_run,
     )
-    new_state = replace(state, locked=False, remedy=None, expires_at=None, version=version,
+    new_state = evolve(state, locked=False, remedy=None, expires_at=None, version=version,
                         command_id=command.command_id, scope=SCOPE_ALL)
     return Decision(new_state, [command], [])
 
@@ -267,7 +268,7 @@ def _lock(params: PolicyParams, state: LockState, finding: Finding, pol: Detecto
         severity=pol.severity,
         dry_run=params.dry_run,
     )
-    new_state = replace(state, locked=True, remedy=pol.remedy, expires_at=expires,
+    new_state = evolve(state, locked=True, remedy=pol.remedy, expires_at=expires,
                         version=version, command_id=command.command_id, scope=scope)
     return new_state, command
 

@@ -66,6 +66,25 @@ def add(buckets: Buckets, spec: WindowSpec, t: float, amount: int, now: float) -
     return tuple(kept)
 
 
+def add_total(buckets: Buckets, spec: WindowSpec, t: float, amount: int,
+              now: float) -> tuple[Buckets, int]:
+    """`add`, then `total` at `now`, in one pass over the buckets (the volume detectors ask
+    for both on every send)."""
+    size = spec.bucket
+    oldest_kept = int(now // size) - spec.count + 1
+    if buckets and buckets[0][0] >= oldest_kept:
+        last, n = buckets[-1]
+        idx = int(t // size)
+        if last == idx:
+            kept = (*buckets[:-1], (idx, n + amount))
+            return kept, sum([c for _, c in kept])
+        if last < idx:
+            kept = (*buckets, (idx, amount))
+            return kept, sum([c for _, c in kept])
+    kept = add(buckets, spec, t, amount, now)
+    return kept, total(kept, spec, now)
+
+
 def total(buckets: Buckets, spec: WindowSpec, now: float) -> int:
     """Sum of the buckets that overlap the window ending at `now`."""
     if not buckets:

@@ -34,6 +34,7 @@ import orjson
 
 from relayguard.foundation.core_params import build_core_params
 from relayguard.foundation.errors import ConfigError
+from relayguard.foundation.gc_tuning import tune_for_throughput
 from relayguard.foundation.settings import Settings, load_settings
 from relayguard.roof.kind_errors import kind_errors
 from relayguard.roof.replay_output import Output
@@ -429,6 +430,7 @@ def replay(files: tuple[Path, ...], fmt: str, config: Path | None, geoip_city_db
     click.echo(setup, err=True)
     summary = Summary()
     replayer = Replayer(params)
+    tune_for_throughput()
     if len(files) > 1:
         paths = list(files)
         events = (merged_jsonl_events(paths, summary, out) if fmt == "jsonl" else

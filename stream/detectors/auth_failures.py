@@ -14,11 +14,12 @@ counted in full; the per-IP rules still see every failure from a familiar addres
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from relayguard.stream import windows
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors.common import Recent, is_guess, touch
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "auth_failures"
@@ -58,7 +59,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
         now = max(state.watermark, event.event_time)
         familiar = touch(state.familiar, event.client_ip, event.event_time, now,
                          params.familiar_seconds, MAX_FAMILIAR_KEPT)
-        return replace(state, watermark=now, familiar=familiar), []
+        return evolve(state, watermark=now, familiar=familiar), []
     if not is_guess(event) or event.user is None:
         return state, []
     now = max(state.watermark, event.event_time)
@@ -115,6 +116,7 @@ def _counting(passwords: Recent) -> str:
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok", "login_fail"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

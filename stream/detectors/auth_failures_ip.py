@@ -138,6 +138,7 @@ def _finding(event: LoginEvent, rule: Rule, count: int, users: Recent, distinct:
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="ip",
+    reacts_to=frozenset({"login_fail"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

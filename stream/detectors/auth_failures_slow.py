@@ -31,10 +31,11 @@ is why it may lock at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors.common import Recent, is_guess, network_of, touch
+from relayguard.stream.evolve import evolve
 from relayguard.stream.policy import SCOPE_UNFAMILIAR
 from relayguard.stream.records import Event, Finding, LoginEvent
 
@@ -76,13 +77,13 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
         # The user got in from here: its failures were the user's own (a new phone, a typo).
         failures = tuple(f for f in state.failures if f[0] != net)
         ips = tuple(ip for ip in state.recent_ips if network_of(ip) != net)
-        return replace(state, watermark=now, familiar=familiar, failures=failures,
+        return evolve(state, watermark=now, familiar=familiar, failures=failures,
                        recent_ips=ips), []
     if not is_guess(event):
         return state, []
     horizon = now - params.familiar_seconds
     if any(n == net and t >= horizon for n, t in state.familiar):
-        return replace(state, watermark=now), []
+        return evolve(state, watermark=now), []
     start = now - params.window_seconds
     failures = tuple(f for f in state.failures if f[1] >= start)
     failures = (*failures, (net, event.event_time))[-MAX_FAILURES_KEPT:]
@@ -120,6 +121,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok", "login_fail"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

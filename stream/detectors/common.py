@@ -20,6 +20,12 @@ def touch(recent: Recent, thing: str, t: float, now: float, window: float, cap: 
     """`recent` with `thing` seen at `t`, entries older than `now - window` dropped, and at
     most `cap` entries kept (the least recently seen go first)."""
     horizon = now - window
+    if recent and len(recent) <= cap:
+        last, at = recent[-1]
+        if last == thing and t >= at and recent[0][1] >= horizon:
+            # The common case (the same network, IP or user again, nothing expired): the
+            # loop below would keep every entry and move `thing`, already last, to time `t`.
+            return (*recent[:-1], (thing, t))
     seen = t
     kept: list[tuple[str, float]] = []
     for k, s in recent:
@@ -43,7 +49,9 @@ def live(recent: Recent, now: float, window: float) -> Recent:
 
 def count_live(recent: Recent, now: float, window: float) -> int:
     horizon = now - window
-    return sum(1 for _, s in recent if s >= horizon)
+    if not recent or recent[0][1] >= horizon:  # oldest first: nothing expired
+        return len(recent)
+    return len([1 for _, s in recent if s >= horizon])
 
 
 @lru_cache(maxsize=4096)

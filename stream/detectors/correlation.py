@@ -29,10 +29,11 @@ profile departure, its signals). Defaults are our choice, measured on `relayguar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Event, Finding, LoginEvent, SendEvent
 
 NAME = "correlation"
@@ -96,7 +97,7 @@ def on_findings(params: Params, state: State, event: Event,
     for f in mine:
         if f.detector in params.bruteforce_detectors:
             last = state.bruteforce_at
-            state = replace(state, bruteforce_at=f.event_time if last is None
+            state = evolve(state, bruteforce_at=f.event_time if last is None
                             else max(last, f.event_time))
     sus = state.suspicious
     if sus is not None and t - sus.time > params.window_seconds:
@@ -116,7 +117,7 @@ def on_findings(params: Params, state: State, event: Event,
     messages, recipients = state.messages, state.recipients
     if isinstance(event, SendEvent):
         messages, recipients = messages + 1, recipients + event.recipient_count
-    state = replace(state, messages=messages, recipients=recipients)
+    state = evolve(state, messages=messages, recipients=recipients)
     trigger = _departure(params, messages, recipients, mine)
     if trigger is None or sus.score + trigger["points"] < params.lock_score:
         return state, []
@@ -135,7 +136,7 @@ def on_findings(params: Params, state: State, event: Event,
                        "window_seconds": int(params.window_seconds), **trigger},
         },
     )
-    return replace(state, escalated=True), [finding]
+    return evolve(state, escalated=True), [finding]
 
 
 def _suspicious(params: Params, state: State, event: LoginEvent,
@@ -196,6 +197,7 @@ def _departure(params: Params, messages: int, recipients: int,
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset(),  # its step does nothing: on_findings does the work
     params_type=Params,
     initial_state=initial_state,
     step=step,

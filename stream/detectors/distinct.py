@@ -8,6 +8,7 @@ largest threshold + 1: once a rule is crossed the detector does not need to reme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from relayguard.stream.detectors.common import Recent, count_live, live, touch
 
@@ -26,12 +27,19 @@ class State:
     reported_until: tuple[float, ...] = ()
 
 
+@lru_cache(maxsize=256)
+def _bounds(rules: tuple[Rule, ...]) -> tuple[float, int]:
+    """The longest window and the cap on things kept (largest threshold + 1); asked on every
+    event, the same few rule sets every time."""
+    return (max((r.window_seconds for r in rules), default=0.0),
+            max((r.max_distinct for r in rules), default=0) + 1)
+
+
 def observe(rules: tuple[Rule, ...], state: State, thing: str,
             t: float) -> tuple[State, list[tuple[Rule, Recent]]]:
     """Record `thing` at `t`; return the rules newly crossed with the things that crossed them."""
     now = max(state.watermark, t)
-    longest = max((r.window_seconds for r in rules), default=0.0)
-    cap = max((r.max_distinct for r in rules), default=0) + 1
+    longest, cap = _bounds(rules)
     seen = touch(state.seen, thing, t, now, longest, cap)
     n = len(rules)
     reported = state.reported_until if len(state.reported_until) == n else (float("-inf"),) * n

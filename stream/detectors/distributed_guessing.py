@@ -60,6 +60,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_fail"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

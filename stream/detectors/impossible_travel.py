@@ -209,6 +209,7 @@ def _where(login: LastLogin) -> dict[str, object]:
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

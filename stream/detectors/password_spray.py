@@ -61,6 +61,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="ip",
+    reacts_to=frozenset({"login_fail"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

@@ -16,10 +16,11 @@ no plaintext, our choice (a habit a month old is gone).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors.common import Recent, touch
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Event, Finding, LoginEvent
 
 NAME = "plaintext_auth"
@@ -53,15 +54,15 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
     t = event.event_time
     first = t if state.first_seen is None else min(state.first_seen, t)
     if event.tls_protocol is not None:
-        return replace(state, first_seen=first,
+        return evolve(state, first_seen=first,
                        tls_logins=min(state.tls_logins + 1, 1_000_000)), []
     mech = event.sasl_mechanism
     if mech is not None and mech.upper() not in params.plaintext_mechanisms:
-        return replace(state, first_seen=first), []
+        return evolve(state, first_seen=first), []
     last = state.last_plain
     habitual = (t - first < params.learn_seconds or state.tls_logins < params.learn_logins
                 or (last is not None and t - last < params.habit_seconds))
-    state = replace(state, first_seen=first, last_plain=t if last is None else max(last, t))
+    state = evolve(state, first_seen=first, last_plain=t if last is None else max(last, t))
     window = params.realert_seconds
     if any(ip == event.client_ip and t - at < window for ip, at in state.reported):
         return state, []
@@ -81,12 +82,13 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
             "habitual": habitual,
         },
     )
-    return replace(state, reported=reported), [finding]
+    return evolve(state, reported=reported), [finding]
 
 
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

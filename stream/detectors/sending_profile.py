@@ -36,13 +36,14 @@ not teach the profile that its domains and senders are normal. Defaults are our 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from relayguard.stream import windows
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors import hashed_set
 from relayguard.stream.detectors.common import IpNetwork, in_networks, network_of
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import DeliveryEvent, Event, Finding, LoginEvent, SendEvent
 
 NAME = "sending_profile"
@@ -109,12 +110,26 @@ def _total(b: windows.Buckets, now: float) -> int:
     return windows.total(b, WINDOW, now) if b else 0
 
 
-def departure(params: Params, state: State, now: float) -> tuple[int, dict[str, Any]]:
-    """Points for the last hour and what earned them."""
+def departure(params: Params, state: State, now: float,
+              novelty: float | None = None) -> tuple[int, dict[str, Any]]:
+    """Points for the last hour and what earned them (judged by `novelty` when given, else by
+    the state's own)."""
+    p = _points(params, state, now, state.novelty if novelty is None else novelty)
+    p_dom, p_b, p_s, new, seen, expected, learned, bounces, rcpts, rate, foreign, own_new = p
+    signals = {"new_domains": new, "domains_seen": seen, "expected_new": round(expected, 1),
+               "learned": learned, "bounces": bounces, "recipients": rcpts,
+               "bounce_rate": round(rate, 3), "foreign_senders": foreign,
+               "new_own_senders": own_new,
+               "points": {"new_domains": p_dom, "bounces": p_b, "senders": p_s}}
+    return p_dom + p_b + p_s, signals
+
+
+def _points(params: Params, state: State, now: float, novelty: float) -> tuple[Any, ...]:
+    """The three point counts and the figures behind them (no dict: asked on every send)."""
     new, seen = _total(state.new_domains, now), _total(state.seen, now)
     old = state.first_seen is not None and now - state.first_seen >= params.learn_seconds
     learned = old and state.observations >= params.learn_domains
-    novelty = state.novelty if state.novelty >= 0 else params.novelty_prior
+    novelty = novelty if novelty >= 0 else params.novelty_prior
     expected = novelty * seen
     p_dom = 0
     if learned:
@@ -134,12 +149,8 @@ def departure(params: Params, state: State, now: float) -> tuple[int, dict[str, 
     foreign, own_new = _total(state.foreign, now), _total(state.own_new, now)
     p_s = min(2, (2 if foreign >= params.foreign_high else 1 if foreign else 0)
               + (1 if own_new >= params.new_own_senders else 0))
-    signals = {"new_domains": new, "domains_seen": seen, "expected_new": round(expected, 1),
-               "learned": learned, "bounces": bounces, "recipients": rcpts,
-               "bounce_rate": round(rate, 3), "foreign_senders": foreign,
-               "new_own_senders": own_new,
-               "points": {"new_domains": p_dom, "bounces": p_b, "senders": p_s}}
-    return p_dom + p_b + p_s, signals
+    return (p_dom, p_b, p_s, new, seen, expected, learned, bounces, rcpts, rate, foreign,
+            own_new)
 
 
 def canonical_sender(sender: str) -> str:
@@ -169,26 +180,25 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
     if isinstance(event, DeliveryEvent):
         if event.status not in FAILED:
             return state, []
-        state = replace(state, bounces=_add(state.bounces, t, 1, t))
+        state = evolve(state, bounces=_add(state.bounces, t, 1, t))
         return _judge(params, state, event, user, t)
     first = t if state.first_seen is None else min(state.first_seen, t)
-    if first != state.first_seen:
-        state = replace(state, first_seen=first)
     # For an hour after a departure a learned profile learns nothing (a spam run must not
     # teach it its domains and senders); a profile still learning takes everything.
     learning = (t >= state.quiet_after or state.observations < params.learn_domains
                 or t - first < params.learn_seconds)
     if in_networks(event.client_ip, params.ignore_networks):
-        return state, []
+        return (state if first == state.first_seen else evolve(state, first_seen=first)), []
     net = network_of(event.client_ip)
     new_net = (not hashed_set.contains(state.networks, net)
                and state.logins >= params.learn_logins
                and t - first >= params.learn_seconds)
+    networks = state.networks
     if not new_net or learning:
-        state = replace(state, networks=hashed_set.touch(state.networks, net,
-                                                         params.max_networks))
+        networks = hashed_set.touch(networks, net, params.max_networks)
     if isinstance(event, LoginEvent):
-        state = replace(state, logins=min(state.logins + 1, 1_000_000))
+        state = evolve(state, first_seen=first, networks=networks,
+                       logins=min(state.logins + 1, 1_000_000))
         if not new_net:
             return state, []
         return state, [Finding(
@@ -199,14 +209,16 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
             signal_only=True)]
     assert isinstance(event, SendEvent)
     before = state.novelty
-    state = _observe_send(params, state, event, user, t, learning)
-    learned_novelty = state.novelty
+    observed = _observe_send(params, state, event, user, t, learning, first, networks)
     # Judge the message against the novelty the user had before it: a spam message's own new
     # domains must not raise the expectation it is judged by (20 new domains at once would
     # otherwise "predict" themselves). The message's novelty counts only if it did not depart.
-    state, found = _judge(params, replace(state, novelty=before), event, user, t)
+    p_dom, p_b, p_s = _points(params, observed, t, before)[:3]
+    if p_dom + p_b + p_s < 1:
+        return observed, []  # the common case: nothing departs, the message is learned
+    state, found = _judge(params, evolve(observed, novelty=before), event, user, t)
     if not found or not _is_learned(params, state, t):
-        state = replace(state, novelty=learned_novelty)
+        state = evolve(state, novelty=observed.novelty)
     return state, found
 
 
@@ -216,7 +228,7 @@ def _is_learned(params: Params, state: State, now: float) -> bool:
 
 
 def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: float,
-                  learning: bool) -> State:
+                  learning: bool, first: float, networks: bytes) -> State:
     domains, senders = state.domains, state.senders
     listed = event.recipient_domains or ()
     novelty = state.novelty if state.novelty >= 0 else params.novelty_prior
@@ -244,8 +256,8 @@ def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: 
             senders = hashed_set.touch(senders, sender, params.max_senders)
             if s_dom is not None and s_dom != own:
                 senders = hashed_set.touch(senders, "@" + s_dom, params.max_senders)
-    return replace(
-        state, domains=domains, senders=senders,
+    return evolve(
+        state, first_seen=first, networks=networks, domains=domains, senders=senders,
         novelty=novelty if listed else state.novelty,
         observations=min(state.observations + len(listed), 1_000_000),
         recipients=_add(state.recipients, t, event.recipient_count, t),
@@ -261,7 +273,7 @@ def _judge(params: Params, state: State, event: SendEvent | DeliveryEvent, user:
     points, signals = departure(params, state, t)
     if points < 1:
         return state, []
-    state = replace(state, quiet_after=t + WINDOW.length)
+    state = evolve(state, quiet_after=t + WINDOW.length)
     evidence = {"departure": points, "signals": signals, "window_seconds": int(WINDOW.length),
                 "relay_id": event.relay_id}
     if isinstance(event, SendEvent):
@@ -272,8 +284,8 @@ def _judge(params: Params, state: State, event: SendEvent | DeliveryEvent, user:
     last = state.last_standalone
     if points >= params.standalone_departure and (
             last is None or t - last >= params.standalone_cooldown_seconds):
-        state = replace(state, last_standalone=t)
-        found.append(replace(found[0], evidence={**evidence, "standalone": True},
+        state = evolve(state, last_standalone=t)
+        found.append(evolve(found[0], evidence={**evidence, "standalone": True},
                              signal_only=False))
     return state, found
 
@@ -293,6 +305,7 @@ def _what(s: dict[str, Any]) -> str:
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok", "send", "delivery"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

@@ -11,6 +11,7 @@ no open-source relay filter ships this check. Alert-only by default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors import distinct
@@ -36,6 +37,11 @@ class State:
     ips: Recent = ()  # recent client IPs, for the evidence
 
 
+@lru_cache(maxsize=64)
+def _rules(max_networks: int, window_seconds: float) -> tuple[distinct.Rule, ...]:
+    return (distinct.Rule("networks", max_networks, window_seconds),)  # built once, not per event
+
+
 def initial_state() -> State:
     return State()
 
@@ -49,8 +55,8 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
         return state, []
     t = event.event_time
     net = network_of(event.client_ip, params.ipv4_prefix, params.ipv6_prefix)
-    rule = (distinct.Rule("networks", params.max_networks, params.window_seconds),)
-    networks, crossed = distinct.observe(rule, state.networks, net, t)
+    networks, crossed = distinct.observe(_rules(params.max_networks, params.window_seconds),
+                                         state.networks, net, t)
     ips = touch(state.ips, event.client_ip, t, networks.watermark, params.window_seconds,
                 IPS_KEPT)
     findings = [
@@ -77,6 +83,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok", "send"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

@@ -8,6 +8,7 @@ clients on carrier NAT can collect many IPs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors import distinct
@@ -36,17 +37,22 @@ def initial_state() -> State:
     return State()
 
 
+@lru_cache(maxsize=64)
+def _rules(name: str, max_distinct: int, window_seconds: float) -> tuple[distinct.Rule, ...]:
+    return (distinct.Rule(name, max_distinct, window_seconds),)  # built once, not per event
+
+
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
     if not isinstance(event, LoginEvent) or not event.success or event.user is None:
         return state, []
     if in_networks(event.client_ip, params.ignore_networks):
         return state, []
     t = event.event_time
-    ip_rule = (distinct.Rule("ips", params.max_ips, params.window_seconds),)
-    ips, crossed = distinct.observe(ip_rule, state.ips, event.client_ip, t)
+    ips, crossed = distinct.observe(_rules("ips", params.max_ips, params.window_seconds),
+                                    state.ips, event.client_ip, t)
     countries = state.countries
     if event.geo is not None and event.geo.country:
-        c_rule = (distinct.Rule("countries", params.max_countries, params.window_seconds),)
+        c_rule = _rules("countries", params.max_countries, params.window_seconds)
         countries, c_crossed = distinct.observe(c_rule, countries, event.geo.country, t)
         crossed += c_crossed
     findings = [
@@ -74,6 +80,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"login_ok"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

@@ -34,11 +34,12 @@ domain), then the default above. A level can say "unlimited" (None) or leave a l
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from relayguard.stream import windows
 from relayguard.stream.detector import DetectorSpec
+from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Event, Finding, SendEvent
 
 NAME = "volume"
@@ -102,11 +103,22 @@ class Params:
     bulk_headroom: float = 1.5
 
 
-def resolve(params: Params, user: str) -> list[tuple[int | None, str]]:
+Resolved = tuple[tuple[int | None, str], ...]
+# limits tuple id -> (that tuple, its defaults): built once per configuration, not per send
+_DEFAULTS: dict[int, tuple[tuple[Limit, ...], Resolved]] = {}
+
+
+def resolve(params: Params, user: str) -> Resolved:
     """Per limit (same order as `params.limits`): the value that applies and where it came from."""
     tiers = params.tiers
     if not (tiers.users or tiers.domains or tiers.plans):  # the common case: defaults only
-        return [(lim.limit, "default") for lim in params.limits]
+        limits = params.limits
+        hit = _DEFAULTS.get(id(limits))
+        if hit is None or hit[0] is not limits:
+            if len(_DEFAULTS) >= 64:  # tests build many configurations; a worker has one
+                _DEFAULTS.clear()
+            hit = _DEFAULTS[id(limits)] = (limits, tuple((lim.limit, "default") for lim in limits))
+        return hit[1]
     levels = tiers.levels(user)
     out: list[tuple[int | None, str]] = []
     for lim in params.limits:
@@ -116,7 +128,7 @@ def resolve(params: Params, user: str) -> list[tuple[int | None, str]]:
                 break
         else:
             out.append((lim.limit, "default"))
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +191,13 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
         params.limits, counts, reported, all_peaks, resolved, strict=True
     ):
         amount = 1 if lim.measure == "messages" else event.recipient_count
-        buckets = windows.add(buckets, lim.window, event.event_time, amount, now)
+        buckets, count = windows.add_total(buckets, lim.window, event.event_time, amount, now)
         new_counts.append(buckets)
-        count = windows.total(buckets, lim.window, now)
         if value is not None:
             # peaks are noted against the configured value, so a learned limit keeps learning
-            peaks = _note_peak(params, peaks, value, count, today)
-            learned = learned_limit(params, peaks, value, today)
+            if count * params.bulk_headroom >= value:  # else _note_peak keeps the peaks
+                peaks = _note_peak(params, peaks, value, count, today)
+            learned = learned_limit(params, peaks, value, today) if peaks else value
             if learned > value:
                 value, tier = learned, f"learned bulk sender, {tier}"
             if count > value and now >= until:
@@ -193,7 +205,7 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
                 findings.append(_finding(event, lim, count, value, tier))
         new_reported.append(until)
         new_peaks.append(peaks)
-    new_state = replace(
+    new_state = evolve(
         state, watermark=now, counts=tuple(new_counts), reported_until=tuple(new_reported),
         peaks=tuple(new_peaks) if any(new_peaks) else ()
     )
@@ -224,6 +236,7 @@ def _finding(event: SendEvent, lim: Limit, count: int, value: int, tier: str) ->
 SPEC = DetectorSpec(
     name=NAME,
     key_kind="user",
+    reacts_to=frozenset({"send"}),
     params_type=Params,
     initial_state=initial_state,
     step=step,

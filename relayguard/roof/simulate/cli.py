@@ -11,6 +11,7 @@ import click
 import orjson
 
 from relayguard.foundation.errors import ConfigError, RelayguardError
+from relayguard.foundation.gc_tuning import tune_for_throughput
 from relayguard.roof.simulate.fleet import SimConfig
 from relayguard.roof.simulate.writer import CITY_DB, EVENTS, LABELS, OPERATOR, generate
 
@@ -69,6 +70,7 @@ def run_score(out: Path, config: Path | None, operator: bool, as_json: bool, top
         def bad(number: int, why: str) -> None:
             click.echo(f"{events_path} line {number}: {why}", err=True)
 
+        tune_for_throughput()  # the replay's allocations, not cycles: see gc_tuning
         actions = collect(read_events(events_path, bad, holder), params, locator,
                           _progress("replayed") if progress_every else None, progress_every or 1)
         actions.bad_lines = holder.bad_lines
