@@ -135,20 +135,30 @@ def step(params: CoreParams, kind: SubjectKind, key: str, state: KeyState | None
         det_states[name] = s
         findings = findings + found
 
-    expired = policy.expire(params.policy, state.lock, key, kind, now)
-    own = [f for f in findings if f.subject_kind == kind and f.subject == key]
-    decision = policy.decide(params.policy, expired.state, own, now)
+    # policy.expire and policy.decide change nothing for an unlocked key or no findings (the
+    # common case), so they are only called when they can.
+    lock = state.lock
+    commands: list[LockCommand] = []
+    alerts: list[Alert] = []
+    if lock.locked and lock.expires_at is not None and lock.expires_at <= now:
+        expired = policy.expire(params.policy, lock, key, kind, now)
+        lock, commands = expired.state, expired.commands
+    if findings:
+        own = [f for f in findings if f.subject_kind == kind and f.subject == key]
+        if own:
+            decision = policy.decide(params.policy, lock, own, now)
+            lock, commands, alerts = decision.state, commands + decision.commands, \
+                decision.alerts
     new_state = KeyState(
         watermark=now,
         detectors=tuple(det_states.items()),
-        lock=decision.state,
+        lock=lock,
         recent_event_ids=ids,
         late_events=state.late_events,
         applied=applied,
         events_applied=state.events_applied + 1,
     )
-    return StepResult(new_state, "processed", findings, expired.commands + decision.commands,
-                      decision.alerts)
+    return StepResult(new_state, "processed", findings, commands, alerts)
 
 
 _DIGEST = 8

@@ -35,7 +35,11 @@ def contains(hashes: bytes, thing: str) -> bool:
 def touch(hashes: bytes, thing: str, cap: int) -> bytes:
     """`hashes` with `thing` as the most recently used entry; the oldest go beyond `cap`."""
     h = digest(thing)
-    at = find(hashes, h)
+    return touch_found(hashes, h, find(hashes, h), cap)
+
+
+def touch_found(hashes: bytes, h: bytes, at: int, cap: int) -> bytes:
+    """`touch` for a digest `h` already looked up: `at` is `find(hashes, h)`."""
     if at != -1:
         if at == len(hashes) - WIDTH:
             return hashes

@@ -235,11 +235,13 @@ def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: 
     new = 0
     a = params.novelty_alpha
     for d in listed:
-        fresh = not hashed_set.contains(domains, d)
+        h = hashed_set.digest(d)
+        at = hashed_set.find(domains, h)
+        fresh = at == -1
         new += fresh
         if learning:
             novelty += a * (fresh - novelty)
-            domains = hashed_set.touch(domains, d, params.max_domains)
+            domains = hashed_set.touch_found(domains, h, at, params.max_domains)
     sender = canonical_sender(event.sender)
     own = _own_domain(user)
     foreign = own_new = 0

@@ -183,32 +183,40 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
     now = max(state.watermark, event.event_time)
     today = int(now // DAY)
     new_counts: list[windows.Buckets] = []
-    new_reported: list[float] = []
-    new_peaks: list[tuple[tuple[int, int], ...]] = []
+    # Rebuilt only when a limit's report time or peaks change (rarely): most sends keep both.
+    new_reported: list[float] | None = None
+    new_peaks: list[tuple[tuple[int, int], ...]] | None = None
     findings: list[Finding] = []
     resolved = resolve(params, event.user)
-    for lim, buckets, until, peaks, (value, tier) in zip(
-        params.limits, counts, reported, all_peaks, resolved, strict=True
-    ):
-        amount = 1 if lim.measure == "messages" else event.recipient_count
-        buckets, count = windows.add_total(buckets, lim.window, event.event_time, amount, now)
+    at = event.event_time
+    recipients = event.recipient_count
+    for i, (lim, buckets, (value, tier)) in enumerate(zip(params.limits, counts, resolved,
+                                                          strict=True)):
+        amount = 1 if lim.measure == "messages" else recipients
+        buckets, count = windows.add_total(buckets, lim.window, at, amount, now)
         new_counts.append(buckets)
-        if value is not None:
-            # peaks are noted against the configured value, so a learned limit keeps learning
-            if count * params.bulk_headroom >= value:  # else _note_peak keeps the peaks
-                peaks = _note_peak(params, peaks, value, count, today)
-            learned = learned_limit(params, peaks, value, today) if peaks else value
-            if learned > value:
-                value, tier = learned, f"learned bulk sender, {tier}"
-            if count > value and now >= until:
-                until = now + lim.window.length
-                findings.append(_finding(event, lim, count, value, tier))
-        new_reported.append(until)
-        new_peaks.append(peaks)
-    new_state = evolve(
-        state, watermark=now, counts=tuple(new_counts), reported_until=tuple(new_reported),
-        peaks=tuple(new_peaks) if any(new_peaks) else ()
-    )
+        if value is None:
+            continue
+        peaks = all_peaks[i]
+        # peaks are noted against the configured value, so a learned limit keeps learning
+        if count * params.bulk_headroom >= value:  # else _note_peak keeps the peaks
+            noted = _note_peak(params, peaks, value, count, today)
+            if noted is not peaks:
+                if new_peaks is None:
+                    new_peaks = list(all_peaks)
+                new_peaks[i] = peaks = noted
+        learned = learned_limit(params, peaks, value, today) if peaks else value
+        if learned > value:
+            value, tier = learned, f"learned bulk sender, {tier}"
+        if count > value and now >= reported[i]:
+            if new_reported is None:
+                new_reported = list(reported)
+            new_reported[i] = now + lim.window.length
+            findings.append(_finding(event, lim, count, value, tier))
+    peaks_out = all_peaks if new_peaks is None else tuple(new_peaks)
+    new_state = State(
+        now, tuple(new_counts), reported if new_reported is None else tuple(new_reported),
+        peaks_out if any(peaks_out) else ())
     return new_state, findings
 
 

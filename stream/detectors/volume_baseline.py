@@ -73,9 +73,12 @@ def _roll(params: Params, state: State, hour: int, learned: bool) -> State:
         keep = 1 - params.alpha
         base = keep**full
         first = state.hour + 1
-        for s in range(n):
-            k_extra = (s - first) % n < rest
-            prof[s] *= base * keep if k_extra else base
+        # the `rest` slots from `first` on saw one more skipped hour than the others
+        mult = [base] * n
+        extra = base * keep
+        for i in range(rest):
+            mult[(first + i) % n] = extra
+        prof = [p * m for p, m in zip(prof, mult, strict=True)]
     return State(state.first_seen, hour, 0, tuple(prof), state.reported_hour)
 
 
