@@ -8,13 +8,15 @@ with three configurations: no detectors (the engine's own dedupe/lateness/policy
 three original spine detectors, and every registered detector. Prints events/s and the mean
 KeyState bytes per active user and per IP as the worker's table stores them (agents.state_codec,
 MessagePack format 2; format 1, the map encoding of before issue 12, beside it as the
-baseline). --state-users N adds a run with all detectors over N users (about three events
+baseline). The collector runs with the worker's thresholds unless --gc default.
+--state-users N adds a run with all detectors over N users (about three events
 each) and prints the bytes per active user at that scale: measured, not extrapolated.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relayguard.agents import state_codec
+from relayguard.foundation import gc_tuning
 from relayguard.foundation.core_params import build_core_params
 from relayguard.foundation.settings import Settings
 from relayguard.roof.replay import Replayer
@@ -120,10 +123,16 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--state-users", type=int, default=0, help="also measure state at N users")
+    ap.add_argument("--gc", choices=("throughput", "default"), default="throughput",
+                    help="collector thresholds: the worker's (foundation/gc_tuning, default) "
+                    "or CPython's (700, 10, 10)")
     args = ap.parse_args()
     events = traffic(args.events, args.users)
     full = build_core_params(Settings())
-    print(f"{len(events):,} events, {args.users:,} users, {len(full.detectors)} detectors")
+    if args.gc == "throughput":
+        gc_tuning.tune_for_throughput()
+    print(f"{len(events):,} events, {args.users:,} users, {len(full.detectors)} detectors, "
+          f"gc thresholds {gc.get_threshold()}")
     noop = measure("no detectors", only(full, set()), events)
     spine = measure("spine (3 original)", only(full, {s.name for s in registry.SPINE}), events)
     allr = measure("all detectors", full, events)

@@ -39,7 +39,6 @@ from typing import Literal
 
 from relayguard.stream import windows
 from relayguard.stream.detector import DetectorSpec
-from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Event, Finding, SendEvent
 
 NAME = "volume"
