@@ -44,6 +44,9 @@ def observe(rules: tuple[Rule, ...], state: State, thing: str,
     n = len(rules)
     reported = state.reported_until if len(state.reported_until) == n else (float("-inf"),) * n
     crossed: list[tuple[Rule, Recent]] = []
+    if not any(now >= until and count_live(seen, now, rule.window_seconds) > rule.max_distinct
+               for rule, until in zip(rules, reported, strict=True)):
+        return State(now, seen, reported), crossed  # the common case: no rule crossed
     new_reported: list[float] = []
     for rule, until in zip(rules, reported, strict=True):
         if now >= until and count_live(seen, now, rule.window_seconds) > rule.max_distinct:

@@ -37,6 +37,7 @@ not teach the profile that its domains and senders are normal. Defaults are our 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from relayguard.stream import windows
@@ -153,6 +154,7 @@ def _points(params: Params, state: State, now: float, novelty: float) -> tuple[A
             own_new)
 
 
+@lru_cache(maxsize=8192)
 def canonical_sender(sender: str) -> str:
     """The address without its VERP / sub-address tag ("bounce+x7f@d" -> "bounce@d"), so a
     newsletter's per-message bounce addresses are one sender."""
@@ -165,6 +167,12 @@ def canonical_sender(sender: str) -> str:
     return s if cut == -1 else local[:cut] + s[at:]
 
 
+@lru_cache(maxsize=8192)
+def _lower(user: str) -> str:
+    return user.lower()
+
+
+@lru_cache(maxsize=8192)
 def _own_domain(user: str) -> str | None:
     at = user.rfind("@")
     return user[at + 1:].lower() if at != -1 else None
@@ -245,7 +253,7 @@ def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: 
     sender = canonical_sender(event.sender)
     own = _own_domain(user)
     foreign = own_new = 0
-    if sender and sender != user.lower():
+    if sender and sender != _lower(user):
         s_dom = _own_domain(sender)
         known = (hashed_set.contains(senders, sender)
                  or (s_dom is not None and hashed_set.contains(senders, "@" + s_dom)))
