@@ -88,7 +88,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                               kafka_options=aiokafka_options(settings.kafka)))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, params, locator)
-    tune_for_throughput(freeze=True)  # the core's allocations, not cycles: see gc_tuning
+    # the core's allocations, not cycles: see gc_tuning
+    tune_for_throughput(settings.worker_gc_thresholds, freeze=True)
     tabledir = Path(app.conf.tabledir) if settings.table_store == "rocksdb" else None
     if tabledir is not None:
         prepare_local_store(tabledir)

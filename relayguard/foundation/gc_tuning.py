@@ -23,10 +23,13 @@ import gc
 THROUGHPUT = (50_000, 20, 20)
 
 
-def tune_for_throughput(freeze: bool = False) -> None:
+def tune_for_throughput(thresholds: tuple[int, int, int] = THROUGHPUT,
+                        freeze: bool = False) -> None:
     """Raise the thresholds; with `freeze`, also exempt everything alive now from collection
     (call it once start-up is done)."""
-    gc.set_threshold(*THROUGHPUT)
+    if len(thresholds) != 3 or any(t < 0 for t in thresholds):
+        raise ValueError(f"gc thresholds must be three integers >= 0, got {thresholds!r}")
+    gc.set_threshold(*thresholds)
     if freeze:
         gc.collect()
         gc.freeze()

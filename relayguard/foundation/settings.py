@@ -5,7 +5,7 @@ core parameters."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -64,6 +64,9 @@ class Topics(BaseModel):
     def audit(self) -> str:
         """Every lock, unlock, expiry and operator action; NOT compacted (kept for retention)."""
         return self.name("audit")
+
+
+GcThreshold = Annotated[int, Field(ge=0)]
 
 
 class Settings(BaseSettings):
@@ -181,6 +184,12 @@ class Settings(BaseSettings):
     worker_producer_linger_seconds: float = Field(
         0.02, ge=0, le=0.5, description="how long the worker producer waits to fill a batch "
         "(a lock command waits at most this long before it leaves)")
+    worker_gc_thresholds: tuple[GcThreshold, GcThreshold, GcThreshold] = Field(
+        (50_000, 20, 20), description="the worker's garbage-collector thresholds "
+        "(gc.set_threshold; CPython's default is 700,10,10): the core allocates much and "
+        "frees nearly all of it by reference counting, so young collections every 700 "
+        "allocations cost a third of its CPU (bench/core_ab.py); see foundation/gc_tuning.py. "
+        "As JSON in the environment: RELAYGUARD_WORKER_GC_THRESHOLDS='[50000,20,20]'")
     relay_batch_records: bool = Field(
         True, description="relay hooks (hook postfix, tail, journal) send one batch record "
         "per partition per hand-over instead of one record per event (schemas/event-batch); "

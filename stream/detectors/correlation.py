@@ -58,7 +58,7 @@ class Params:
     lock_score: int = 3
 
 
-STRONG, WEAK, JUMP = 2, 1, 2
+STRONG, WEAK, JUMP, MESSAGE = 2, 1, 2, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +189,11 @@ def _departure(params: Params, messages: int, recipients: int,
                 best is None or f.evidence["departure"] > best.evidence["departure"]):
             best = f
     if best is None:
+        for f in mine:  # one message to only new domains: 1 point (locks after a strong login)
+            if (f.detector in params.profile_detectors
+                    and f.evidence.get("signal") == "message_to_new_domains"):
+                return {"what": f.summary.split(": ", 1)[-1], "trigger": f.detector,
+                        "trigger_evidence": f.evidence, "points": MESSAGE}
         return None
     return {"what": best.summary.split(": ", 1)[-1], "trigger": best.detector,
             "trigger_evidence": best.evidence, "points": int(best.evidence["departure"])}

@@ -75,6 +75,10 @@ class Params:
     bounce_rate: float = 0.10
     foreign_high: int = 3
     new_own_senders: int = 2
+    # one message to only new domains (see _to_new_domains): learned users, and users known a
+    # week with little mail
+    message_new_low: int = 2
+    message_new_unlearned: int = 3  # 2 locked a user back from a long silence (simulator)
     standalone_departure: int = 4
     standalone_cooldown_seconds: float = 3600.0
     ignore_networks: tuple[IpNetwork, ...] = ()
@@ -217,13 +221,14 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
             signal_only=True)]
     assert isinstance(event, SendEvent)
     before = state.novelty
-    observed = _observe_send(params, state, event, user, t, learning, first, networks)
+    observed, fresh = _observe_send(params, state, event, user, t, learning, first, networks)
     # Judge the message against the novelty the user had before it: a spam message's own new
     # domains must not raise the expectation it is judged by (20 new domains at once would
     # otherwise "predict" themselves). The message's novelty counts only if it did not depart.
     p_dom, p_b, p_s = _points(params, observed, t, before)[:3]
     if p_dom + p_b + p_s < 1:
-        return observed, []  # the common case: nothing departs, the message is learned
+        # the common case: nothing departs, the message is learned
+        return observed, _to_new_domains(params, state, first, before, event, user, t, fresh)
     state, found = _judge(params, evolve(observed, novelty=before), event, user, t)
     if not found or not _is_learned(params, state, t):
         state = evolve(state, novelty=observed.novelty)
@@ -235,8 +240,35 @@ def _is_learned(params: Params, state: State, now: float) -> bool:
             and state.observations >= params.learn_domains)
 
 
+def _to_new_domains(params: Params, state: State, first: float, novelty: float,
+                    event: SendEvent, user: str, t: float, fresh: int) -> list[Finding]:
+    """A signal-only finding for one message whose recipient domains are all new to a user
+    known for `learn_seconds` (at least `message_new_low` of them, and 3x what the user's own
+    novelty predicts; `message_new_unlearned` for users with little mail): alone it is
+    nothing, right after a strong suspicious login it is the first spam message (correlation
+    gives it one point), so the lock comes on that message, not minutes later."""
+    listed = len(event.recipient_domains or ())
+    if fresh != listed or fresh < params.message_new_low or t - first < params.learn_seconds:
+        return []
+    learned = state.observations >= params.learn_domains
+    nov = novelty if novelty >= 0 else params.novelty_prior
+    if learned and fresh < params.novelty_multiple_low * nov * listed:
+        return []
+    if not learned and fresh < params.message_new_unlearned:
+        return []
+    return [Finding(
+        detector=NAME, subject=user, subject_kind="user", event_time=t,
+        summary=f"{user}: a message to {fresh} recipient domains the user never wrote to",
+        evidence={"signal": "message_to_new_domains", "message_new_domains": fresh,
+                  "learned": learned, "novelty": round(nov, 3), "client_ip": event.client_ip,
+                  "relay_id": event.relay_id},
+        signal_only=True)]
+
+
 def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: float,
-                  learning: bool, first: float, networks: bytes) -> State:
+                  learning: bool, first: float, networks: bytes) -> tuple[State, int]:
+    """The state with the message learned (when `learning`) and counted, and how many of its
+    recipient domains were new."""
     domains, senders = state.domains, state.senders
     listed = event.recipient_domains or ()
     novelty = state.novelty if state.novelty >= 0 else params.novelty_prior
@@ -275,7 +307,7 @@ def _observe_send(params: Params, state: State, event: SendEvent, user: str, t: 
         new_domains=_add(state.new_domains, t, min(new, params.per_message_new_cap), t),
         foreign=_add(state.foreign, t, foreign, t),
         own_new=_add(state.own_new, t, own_new, t),
-    )
+    ), new
 
 
 def _judge(params: Params, state: State, event: SendEvent | DeliveryEvent, user: str,

@@ -47,7 +47,7 @@ def test_fleet_covers_every_attack_kind(figures: dict[str, Any]) -> None:
 def test_recall_floors(figures: dict[str, Any]) -> None:
     # Target: recall >= 0.99, within 60 s >= 0.95 (issue 9). Floors measured on this branch.
     assert figures["caught"] >= CAUGHT_FLOOR  # 12 of 12 = 100%
-    assert figures["within_60s"] >= WITHIN_60S_FLOOR  # 8 of 12 = 66.7%
+    assert figures["within_60s"] >= WITHIN_60S_FLOOR  # 9 of 12 = 75%
 
 
 def test_takeovers_with_a_suspicious_login_lock_within_a_minute(figures: dict[str, Any]) -> None:
@@ -87,6 +87,6 @@ def test_false_action_ceilings(figures: dict[str, Any]) -> None:
 # few messages). False locks: none since IP blocks got a scope, impossible travel learned known
 # places and volume learned bulk senders (it was 5 user-days, 2.8%, before those).
 CAUGHT_FLOOR = 12
-WITHIN_60S_FLOOR = 8
+WITHIN_60S_FLOOR = 9  # was 8: one message to only new domains after a strong login
 FALSE_LOCK_DAYS_CEILING = 0
 FALSE_ALERT_DAYS_CEILING = 1

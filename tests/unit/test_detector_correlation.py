@@ -92,3 +92,40 @@ def test_one_escalation_per_suspicious_login() -> None:
     events += [send(200 + i, t + 60 + i * 30, "203.0.113.20", 30) for i in range(20)]
     found = [f for r in run(events) for f in r.findings if f.detector == "correlation"]
     assert len(found) == 1
+
+
+def _domain_history() -> list[Event]:
+    """Two weeks of logins at home and messages to the same two domains: a learned profile."""
+    out: list[Event] = []
+    for d in range(15):
+        t = T0 + d * DAY
+        out.append(login(d, t, "198.51.100.20", DE))
+        out += [SendEvent(f"h{d}-{k}", t + 60 * (k + 1), "r1", USER, "198.51.100.20", USER, 2,
+                          1000, recipient_domains=("example.com", "partner.example"),
+                          recipient_domain_count=2) for k in range(4)]
+    return out
+
+
+def test_new_country_then_one_message_to_only_new_domains_locks_on_that_message() -> None:
+    t = T0 + 15 * DAY
+    spam = SendEvent("spam", t + 90, "r1", USER, "203.0.113.20", USER, 3, 1000,
+                     recipient_domains=("a.test", "b.test", "c.test"), recipient_domain_count=3)
+    results = run([*_domain_history(), login(100, t, "203.0.113.20", BR), spam])
+    commands = [c for r in results for c in r.commands]
+    assert [(c.action, c.detector) for c in commands] == [("lock", "correlation")]
+    assert results[-1].commands == commands  # on the first message, not minutes later
+    volume = commands[0].evidence["volume"]
+    assert volume["messages"] == 1 and volume["points"] == 1
+    assert volume["trigger_evidence"]["signal"] == "message_to_new_domains"
+
+
+def test_only_new_domains_without_a_strong_login_or_with_a_known_domain_does_not_lock() -> None:
+    t = T0 + 15 * DAY
+    new_only = SendEvent("n", t + 90, "r1", USER, "198.51.100.20", USER, 2, 1000,
+                         recipient_domains=("a.test", "b.test"), recipient_domain_count=2)
+    at_home = run([*_domain_history(), login(100, t, "198.51.100.20", DE), new_only])
+    assert not [c for r in at_home for c in r.commands]  # no suspicious login: nothing
+    mixed = SendEvent("m", t + 90, "r1", USER, "203.0.113.20", USER, 2, 1000,
+                      recipient_domains=("a.test", "example.com"), recipient_domain_count=2)
+    abroad = run([*_domain_history(), login(100, t, "203.0.113.20", BR), mixed])
+    assert not [c for r in abroad for c in r.commands]  # a traveller writing to a colleague

@@ -86,3 +86,38 @@ def test_a_new_users_first_week_is_not_judged_on_domains() -> None:
         s, found = sp.step(p, s, send(i, T0 + i * 30, (f"new{i}.example",)))
         found_any += found
     assert found_any == []
+
+
+def test_one_message_to_only_new_domains_is_a_signal_for_a_learned_user() -> None:
+    p, s = sp.Params(), _learned()
+    t = T0 + 10 * DAY
+    s, found = sp.step(p, s, send(910, t, ("n1.example", "n2.example")))
+    assert [f.evidence.get("signal") for f in found] == ["message_to_new_domains"]
+    assert found[0].signal_only and found[0].evidence["message_new_domains"] == 2
+    assert "departure" not in found[0].evidence  # not an hourly departure: no points of its own
+    # one new domain among known ones, or a single new domain: no signal
+    for i, domains in enumerate((("example.com", "n3.example"), ("n4.example",))):
+        _, found = sp.step(p, _learned(), send(920 + i, t, domains))
+        assert found == [], domains
+
+
+def test_only_new_domains_is_no_signal_for_users_who_often_write_to_new_domains() -> None:
+    p, s = sp.Params(), sp.initial_state()
+    for d in range(10):  # ten days, every message to a new domain and a known one
+        for k in range(6):
+            s, _ = sp.step(p, s, send(d * 10 + k, T0 + d * DAY + 60 * k,
+                                      ("example.com", f"new{d}-{k}.example")))
+    assert s.novelty > 0.3
+    _, found = sp.step(p, s, send(999, T0 + 10 * DAY, ("x1.example", "x2.example")))
+    assert found == []  # 2 new of 2 is less than 3x what this user's novelty predicts
+
+
+def test_users_with_little_mail_need_three_new_domains_in_one_message() -> None:
+    p, s = sp.Params(), sp.initial_state()
+    s, _ = sp.step(p, s, send(1, T0, ("example.com",)))  # known for a week, one message
+    t = T0 + 8 * DAY
+    _, found = sp.step(p, s, send(2, t, ("a.example", "b.example")))
+    assert found == []
+    _, found = sp.step(p, s, send(3, t, ("a.example", "b.example", "c.example")))
+    assert [f.evidence.get("signal") for f in found] == ["message_to_new_domains"]
+    assert found[0].evidence["learned"] is False
