@@ -1,18 +1,20 @@
-"""Garbage-collector settings for the processes that run the detection core (the worker,
-`relayguard replay`, `relayguard simulate`).
+"""Garbage-collector settings for the processes that run the detection core (`relayguard
+replay`, `relayguard simulate`; the worker takes RELAYGUARD_WORKER_GC_THRESHOLDS).
 
 The core allocates many small tuples and frozen dataclasses per event (the new states), and
-reference counting frees nearly all of them; the cyclic collector only finds work in Faust's and
-aiokafka's objects. CPython's default thresholds (700, 10, 10) still run a young collection
-every 700 allocations, a few events here, and full collections over every live state: measured
-with bench/core_bench.py (`--gc both`), 30-45% of the core's CPU went to the collector.
+reference counting frees nearly all of them. CPython's default thresholds (700, 10, 10) still
+run a young collection every 700 allocations, a few events here, and full collections over every
+live state: measured with bench/core_ab.py (`--gc default,throughput`), the collector took a
+third of the core's CPU.
 
 `THROUGHPUT` runs a young collection every 50,000 allocations and older ones 20 times rarer
 each: cycles are still collected, a little later (their memory waits longer), and each young
-collection scans more objects, so a pause is longer (a millisecond or two), which is why the
-relay's policy service, where every millisecond is an SMTP client's wait, keeps the default.
-`gc.freeze()` after start-up moves the import-time objects (Faust, aiokafka, schemas: several
-hundred thousand) out of every later full collection. Our choice, after the measurement above;
+collection scans more objects, so a pause is longer (a millisecond or two). In the worker the
+same thresholds made no measurable difference (bench/worker_bench.py, two runs each: Faust's
+and aiokafka's per-record objects dominate there), so it keeps CPython's unless configured; it
+does call `gc.freeze()` after start-up, which moves the import-time objects (Faust, aiokafka,
+schemas) out of every later full collection. The relay's policy service, where every
+millisecond is an SMTP client's wait, is not touched. Our choice, after the measurements above;
 CPython documents both knobs (gc.set_threshold, gc.freeze).
 """
 

@@ -185,11 +185,12 @@ class Settings(BaseSettings):
         0.02, ge=0, le=0.5, description="how long the worker producer waits to fill a batch "
         "(a lock command waits at most this long before it leaves)")
     worker_gc_thresholds: tuple[GcThreshold, GcThreshold, GcThreshold] = Field(
-        (50_000, 20, 20), description="the worker's garbage-collector thresholds "
-        "(gc.set_threshold; CPython's default is 700,10,10): the core allocates much and "
-        "frees nearly all of it by reference counting, so young collections every 700 "
-        "allocations cost a third of its CPU (bench/core_ab.py); see foundation/gc_tuning.py. "
-        "As JSON in the environment: RELAYGUARD_WORKER_GC_THRESHOLDS='[50000,20,20]'")
+        (700, 10, 10), description="the worker's garbage-collector thresholds "
+        "(gc.set_threshold; CPython's default): replay and simulate run the core with "
+        "50000,20,20, where the collector cost it a third of its CPU (bench/core_ab.py), but "
+        "in the worker bench/worker_bench.py measured no difference; see "
+        "foundation/gc_tuning.py. As JSON in the environment: "
+        "RELAYGUARD_WORKER_GC_THRESHOLDS='[50000,20,20]'")
     relay_batch_records: bool = Field(
         True, description="relay hooks (hook postfix, tail, journal) send one batch record "
         "per partition per hand-over instead of one record per event (schemas/event-batch); "
