@@ -45,9 +45,9 @@ from relayguard.relay.policy_protocol import (
     PolicyParser,
     PolicyRequest,
     ProtocolError,
-    decide,
+    decide_on,
+    end_of_message_event,
     format_reply,
-    send_event_from,
 )
 from relayguard.relay.recipient_domains import (
     DEFAULT_MAX_COUNTED,
@@ -279,24 +279,26 @@ class PolicyServer:
     def _answer(self, req: PolicyRequest, conn: _Connection) -> str:
         now = self.clock()
         self.stats.requests += 1
-        action = decide(req, self.locks, now, self.config)
-        state = req.attrs.get("protocol_state")
+        value = req.value  # each attribute read once: a read searches the request's text
+        state = value("protocol_state")
         if state is not None and state != "RCPT" and state != "END-OF-MESSAGE":
             state = state.upper()  # Postfix writes them upper-case; others may not
+        action = decide_on(value("sasl_username") or None, state or "",
+                           value("client_address"), self.locks, now, self.config)
         recipients = None
         if state == "RCPT":
             if action == DUNNO:  # a refused recipient is not one of the message's
-                conn.recipients.rcpt(req.attrs.get("instance"), req.attrs.get("recipient"))
+                conn.recipients.rcpt(value("instance"), value("recipient"))
         elif state == "END-OF-MESSAGE":
-            recipients = conn.recipients.finish(req.attrs.get("instance"))
+            recipients = conn.recipients.finish(value("instance"))
         if action != DUNNO:
             self.stats.rejected += 1
             self.stats.refused_by[action.split(" ", 1)[0]] += 1
             log.info("policy: %s user=%s client=%s state=%s", action, req.sasl_username,
                      req.client_address, req.protocol_state)
         elif self.publish is not None and state == "END-OF-MESSAGE":  # as send_event_from
-            event = send_event_from(req, self.relay_id, now, self.config.user_names,
-                                    recipients)
+            event = end_of_message_event(req, self.relay_id, now, self.config.user_names,
+                                         recipients)
             try:
                 if event is not None and self.publish(event):
                     self.stats.events_published += 1
@@ -349,7 +351,7 @@ class _Connection(asyncio.Protocol):
             replies = srv._replies
             try:
                 for req in requests:
-                    if req.attrs.get("request") != "smtpd_access_policy":
+                    if req.value("request") != "smtpd_access_policy":
                         srv.stats.protocol_errors += 1
                         clients_log.warning("policy client %s: unsupported request=%r; "
                                             "closing", self.peer, req.request)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from relayguard.relay.lock_book import LockBook
 from relayguard.relay.policy_protocol import (
+    _HOT_ATTRIBUTES,
     _POSTFIX_ATTRIBUTES,
     DUNNO,
     DecisionConfig,
@@ -34,8 +35,14 @@ PARSERS = st.sampled_from([
     {}, {"max_line": 40, "max_attributes": 3, "max_request_bytes": 90},
     {"max_line": 8, "max_attributes": 64, "max_request_bytes": 20},
 ])
-NAMES = st.one_of(st.sampled_from(_POSTFIX_ATTRIBUTES),
-                  st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True))
+# the fast path captures _HOT_ATTRIBUTES by name: near misses (a hot name with a prefix or a
+# suffix, in another case) must not be taken for them
+NEAR_MISSES = st.builds(lambda n, pre, post, up: (n.upper() if up else n) if not (pre or post)
+                        else pre + n + post, st.sampled_from(_HOT_ATTRIBUTES),
+                        st.sampled_from(["", "x", "_", "sasl_"]),
+                        st.sampled_from(["", "_count", "2", ".", "-"]), st.booleans())
+NAMES = st.one_of(st.sampled_from(_POSTFIX_ATTRIBUTES), st.sampled_from(_HOT_ATTRIBUTES),
+                  NEAR_MISSES, st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True))
 VALUES = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\0", b""))
 REQUEST = st.lists(st.tuples(NAMES, VALUES), min_size=1, max_size=8)
 # a stream of mostly well-formed requests, with junk sometimes spliced in
@@ -149,4 +156,27 @@ def test_one_request_fast_path_equals_the_general_path(data: bytes,
     fast = PolicyParser(**limits)._one_request(data) if data[-2:] == b"\n\n" else None
     general = _outcome(PolicyParser(**limits), [data[:1], data[1:]])
     if fast is not None:
+        # the values captured while checking, before any dict exists, then the dict
+        hot = {name: fast.value(name) for name in _HOT_ATTRIBUTES}
         assert general == ([fast], False)
+        assert hot == {name: general[0][0].attrs.get(name) for name in _HOT_ATTRIBUTES}
+
+
+@FUZZ
+@given(st.lists(st.tuples(NAMES, VALUES), min_size=1, max_size=12))
+def test_fast_path_values_equal_the_dict_for_clean_requests(kv: list[tuple[str, bytes]]) -> None:
+    """Requests the fast path takes (no CR in values): each attribute read by name, hot or
+    not, before and after the dict is built, is the general path's value; repeated names
+    keep their last value."""
+    data = b"".join(k.encode() + b"=" + v.replace(b"\r", b"") + b"\n" for k, v in kv) + b"\n"
+    fast = PolicyParser()._one_request(data)
+    assert fast is not None
+    got, failed = _outcome(PolicyParser(), [data[:1], data[1:]])  # the general path
+    assert not failed
+    (general,) = got
+    names = {k for k, _ in kv} | set(_HOT_ATTRIBUTES) | {"missing"}
+    before = {name: (fast.value(name), fast.get(name)) for name in names}
+    assert before == {name: (general.attrs.get(name), general.attrs.get(name) or None)
+                      for name in names}
+    assert fast.attrs == general.attrs
+    assert {name: fast.value(name) for name in names} == {n: v for n, (v, _) in before.items()}
