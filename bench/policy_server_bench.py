@@ -117,14 +117,48 @@ class _DunnoProtocol(asyncio.Protocol):
             self.transport.write(b"action=DUNNO\n\n" * n)
 
 
-def _protocol_server(ready: Connection) -> None:
+class _DunnoBufferedProtocol(asyncio.BufferedProtocol):
+    """_DunnoProtocol reading into one preallocated buffer (recv_into) instead of asyncio's
+    recv(256 KiB) per read, which allocates (and, above glibc's mmap threshold, maps and
+    unmaps) 256 KiB each time."""
+
+    _shared = bytearray(64 * 1024)
+    _view = memoryview(_shared)
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.buf += self._shared[:nbytes]
+        n = self.buf.count(b"\n\n")
+        if n:
+            self.buf = self.buf[self.buf.rindex(b"\n\n") + 2:]
+            self.transport.write(b"action=DUNNO\n\n" * n)
+
+
+def _serve_protocol(ready: Connection, factory: Callable[[], asyncio.BaseProtocol]) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(_DunnoProtocol, "127.0.0.1", 0, backlog=1024)
+        srv = await loop.create_server(factory, "127.0.0.1", 0, backlog=1024)
         ready.send(srv.sockets[0].getsockname()[1])
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+def _protocol_server(ready: Connection) -> None:
+    _serve_protocol(ready, _DunnoProtocol)
+
+
+def _buffered_server(ready: Connection) -> None:
+    _serve_protocol(ready, _DunnoBufferedProtocol)
 
 
 def _relayguard_server(ready: Connection, spool: bool = False) -> None:
@@ -305,7 +339,7 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
 
 
 SERVERS: dict[str, Callable[[Connection], None]] = {
-    "streams": _streams_server, "protocol": _protocol_server,
+    "streams": _streams_server, "protocol": _protocol_server, "buffered": _buffered_server,
     "relayguard": _relayguard_server, "+spool": _relayguard_spool_server,
     "relayguard@base": _relayguard_base_server}
 
