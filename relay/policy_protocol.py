@@ -15,6 +15,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from relayguard.relay.lock_book import LockView
 from relayguard.relay.recipient_domains import MAX_COUNTED, MAX_LISTED_DOMAINS, RecipientDomains
@@ -39,11 +40,26 @@ _POSTFIX_ATTRIBUTES = (
     "server_port", "compatibility_level", "mail_version", "tls_sni",
 )
 _KNOWN: dict[bytes, str] = {n.encode(): n for n in _POSTFIX_ATTRIBUTES}
-# what relay/policy_server.py reads of a request (decide, recipient tracking, send events)
-_HOT_ATTRIBUTES = (
-    "request", "protocol_state", "sasl_username", "client_address", "instance", "recipient",
-    "queue_id", "sender", "size", "recipient_count", "encryption_protocol",
-)
+
+
+class HotAttributes(NamedTuple):
+    """What relay/policy_server.py reads of a request (decide, recipient tracking, send
+    events), each as sent (maybe empty), None when missing."""
+
+    request: str | None
+    protocol_state: str | None
+    sasl_username: str | None
+    client_address: str | None
+    instance: str | None
+    recipient: str | None
+    queue_id: str | None
+    sender: str | None
+    size: str | None
+    recipient_count: str | None
+    encryption_protocol: str | None
+
+
+_HOT_ATTRIBUTES = HotAttributes._fields
 _HOT_INDEX = {name: i for i, name in enumerate(_HOT_ATTRIBUTES)}
 # One clean request's decoded lines: each `name=value\n`, the name by the _NAME rule (the known
 # names follow it too). A line named like one of _HOT_ATTRIBUTES is captured by its group (an
@@ -72,11 +88,11 @@ class PolicyRequest:
 
     def __init__(self, attrs: dict[str, str] | None = None) -> None:
         self._attrs: dict[str, str] | None = {} if attrs is None else attrs
-        self._hot: tuple[str | None, ...] | None = None
+        self._hot: HotAttributes | None = None
         self._text = ""
 
     @classmethod
-    def _of_text(cls, text: str, hot: tuple[str | None, ...]) -> PolicyRequest:
+    def _of_text(cls, text: str, hot: HotAttributes) -> PolicyRequest:
         """`text`: the request's lines, each `name=value` and ending in "\n"; `hot`: the last
         value of each of _HOT_ATTRIBUTES in it (None when missing)."""
         req = cls.__new__(cls)
@@ -92,6 +108,14 @@ class PolicyRequest:
             attrs = self._attrs = dict([line.split("=", 1)
                                         for line in self._text[:-1].split("\n")])
         return attrs
+
+    @property
+    def hot(self) -> HotAttributes:
+        """The attributes the server reads, in one go (read once per request)."""
+        hot = self._hot
+        if hot is None:  # built from the dict each time: a caller may have changed it
+            return HotAttributes._make(map(self.attrs.get, _HOT_ATTRIBUTES))
+        return hot
 
     def value(self, name: str) -> str | None:
         """The attribute as sent (maybe empty), or None when missing: `attrs.get(name)`."""
@@ -165,6 +189,9 @@ def _count(value: str | None) -> int:
         return 0
 
 
+_hot_attributes = functools.partial(tuple.__new__, HotAttributes)  # from the regex's groups
+
+
 class PolicyParser:
     """Feed it bytes as they arrive; get back the requests completed so far."""
 
@@ -224,7 +251,7 @@ class PolicyParser:
         match = _CLEAN_REQUEST.fullmatch(text)
         if match is None:
             return None
-        return PolicyRequest._of_text(text, match.groups())
+        return PolicyRequest._of_text(text, _hot_attributes(match.groups()))
 
     def _check_tail(self) -> None:
         """The unfinished line alone, or with the request it belongs to, is over its cap."""
@@ -302,8 +329,9 @@ _LOCK_STATES = _DECIDE_STATES | {"MAIL"}  # where an authenticated user's lock i
 
 def decide(request: PolicyRequest, locks: LockView, now: float, config: DecisionConfig) -> str:
     """The access(5) action for one policy request."""
-    return decide_on(request.get("sasl_username"), request.protocol_state,
-                     request.value("client_address"), locks, now, config)
+    hot = request.hot
+    return decide_on(hot.sasl_username or None, (hot.protocol_state or "").upper(),
+                     hot.client_address, locks, now, config)
 
 
 def decide_on(user: str | None, state: str, client: str | None, locks: LockView, now: float,
@@ -360,28 +388,28 @@ def end_of_message_event(request: PolicyRequest, relay_id: str, now: float,
                          user_names: UserNameMode = DEFAULT_USER_NAMES,
                          recipients: RecipientDomains | None = None) -> SendEvent | None:
     """`send_event_from` for a request already known to be at END-OF-MESSAGE. Each attribute
-    is read once (a read is a search of the request's text on the fast path)."""
-    value = request.value
-    user = value("sasl_username") or None
+    are read once, from `request.hot`."""
+    hot = request.hot
+    user = hot.sasl_username or None
     if user is None or len(user) > 320:
         return None
     user = _canonical_user(user, user_names)
     if not user:
         return None
-    queue_id = value("queue_id") or None
-    instance = value("instance") or None
+    queue_id = hot.queue_id or None
+    instance = hot.instance or None
     if queue_id is None and instance is None:
         return None  # no stable id: a retry could not be deduped
-    tls = value("encryption_protocol") or None
+    tls = hot.encryption_protocol or None
     return SendEvent(
         event_id=send_event_id(relay_id, queue_id, instance),
         event_time=now,
         relay_id=relay_id,
         user=user,
-        client_ip=value("client_address") or "unknown",
-        sender=(value("sender") or "")[:998],
-        recipient_count=min(_count(value("recipient_count")), 100_000),
-        size=_count(value("size")),
+        client_ip=hot.client_address or "unknown",
+        sender=(hot.sender or "")[:998],
+        recipient_count=min(_count(hot.recipient_count), 100_000),
+        size=_count(hot.size),
         tls_protocol=None if tls is None else tls[:64],
         queue_id=None if queue_id is None else queue_id[:64],
         source="postfix-policy",

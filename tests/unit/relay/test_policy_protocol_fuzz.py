@@ -160,6 +160,7 @@ def test_one_request_fast_path_equals_the_general_path(data: bytes,
         hot = {name: fast.value(name) for name in _HOT_ATTRIBUTES}
         assert general == ([fast], False)
         assert hot == {name: general[0][0].attrs.get(name) for name in _HOT_ATTRIBUTES}
+        assert fast.hot == general[0][0].hot == tuple(hot.values())
 
 
 @FUZZ
@@ -178,5 +179,6 @@ def test_fast_path_values_equal_the_dict_for_clean_requests(kv: list[tuple[str, 
     before = {name: (fast.value(name), fast.get(name)) for name in names}
     assert before == {name: (general.attrs.get(name), general.attrs.get(name) or None)
                       for name in names}
+    assert fast.hot == general.hot == tuple(general.attrs.get(n) for n in _HOT_ATTRIBUTES)
     assert fast.attrs == general.attrs
     assert {name: fast.value(name) for name in names} == {n: v for n, (v, _) in before.items()}
