@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import operator
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -206,13 +205,13 @@ class _Layout:
         last = {name: i for i, name in enumerate(names)}  # a repeated name: its last line
         captured = [i for i, name in enumerate(names) if name in _HOT_INDEX and last[name] == i]
         capture = set(captured)
-        self.regex = re.compile("".join(
+        # group 1 never takes part (None): the group of every hot attribute not sent
+        self.regex = re.compile("(?:(?!)())?" + "".join(
             f"{re.escape(name)}=([^\n]*+)\n" if i in capture else f"{re.escape(name)}=[^\n]*+\n"
             for i, name in enumerate(names)))
-        group = {names[i]: g for g, i in enumerate(captured)}
-        # the hot attributes from the groups, plus None at the end for those not sent
-        self.hot = operator.itemgetter(*(group.get(name, len(captured))
-                                         for name in _HOT_ATTRIBUTES))
+        group = {names[i]: g for g, i in enumerate(captured, 2)}
+        # match.group(*hot): the values of _HOT_ATTRIBUTES in their order
+        self.hot = tuple(group.get(name, 1) for name in _HOT_ATTRIBUTES)
 
 
 # Layouts seen, by their names. Learnt only from requests that passed the general regex, and
@@ -291,8 +290,7 @@ class PolicyParser:
         if layout is not None:  # learnt under this parser's limits
             match = layout.regex.fullmatch(text)
             if match is not None:  # the same names as the last request: values only
-                return PolicyRequest._of_text(text, _hot_attributes(layout.hot(
-                    (*match.groups(), None))))
+                return PolicyRequest._of_text(text, _hot_attributes(match.group(*layout.hot)))
         if data.count(b"\n") - 1 > self.max_attributes:
             return None
         match = _CLEAN_REQUEST.fullmatch(text)
