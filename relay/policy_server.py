@@ -17,8 +17,11 @@ Each connection also tracks the distinct recipient domains of the message in pro
 requests share one `instance`; relay/recipient_domains.py), so the END-OF-MESSAGE send event
 carries `recipient_domains` and `recipient_domain_count`; refused recipients are not counted.
 
-The hot path (issue 12): a whole request per read is parsed at C speed (PolicyParser), lock-book
-keys are cached, replies are encoded once, one write per read; bench/policy_server_bench.py.
+The hot path (issue 12): a whole request per read is checked by one regex that also captures
+the attributes we read (after a connection's first request, a literal regex of its layout),
+with no dict built (PolicyParser, PolicyRequest.hot); lock-book keys and recipient domains are
+cached, replies are encoded once, reads go into one buffer per server, one write per read;
+bench/policy_server_bench.py.
 """
 
 from __future__ import annotations
