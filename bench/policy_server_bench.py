@@ -308,7 +308,8 @@ def _measure(name: str, port: int, client: Path, conns: int, total: int, reqs: P
     f = _client(client, port, conns, per_conn, reqs)
     cpu_us = (_cpu_seconds(pid) - cpu0) / f["requests"] * 1e6
     print(f"{name:15s} {conns:3d} conn {f['rps']:9,.0f} req/s   p50 {f['p50_ms']:6.2f} ms   "
-          f"p99 {f['p99_ms']:6.2f} ms   server CPU {cpu_us:6.1f} us/req   client CPU "
+          f"p90 {f['p90_ms']:6.2f} ms   p99 {f['p99_ms']:6.2f} ms   p99.9 {f['p999_ms']:6.2f} ms   "
+          f"server CPU {cpu_us:6.1f} us/req   client CPU "
           f"{f['client_cpu_s'] / f['wall_s']:4.0%} of a core   ({int(f['requests'])} requests)",
           flush=True)
 
