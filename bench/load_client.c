@@ -108,7 +108,9 @@ int main(int argc, char **argv) {
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     size_t total = (size_t)conns * per_conn;
     qsort(lat, total, sizeof *lat, cmp);
-    printf("requests=%zu wall_s=%.4f rps=%.1f p50_ms=%.3f p99_ms=%.3f client_cpu_s=%.4f\n",
-           total, wall, total / wall, lat[total / 2] * 1e3, lat[(size_t)(total * 0.99)] * 1e3, cpu);
+    printf("requests=%zu wall_s=%.4f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f "
+           "p999_ms=%.3f client_cpu_s=%.4f\n", total, wall, total / wall, lat[total / 2] * 1e3,
+           lat[(size_t)(total * 0.9)] * 1e3, lat[(size_t)(total * 0.99)] * 1e3,
+           lat[(size_t)(total * 0.999)] * 1e3, cpu);
     return 0;
 }

@@ -1,7 +1,8 @@
 """Load Postfix policy servers over loopback with a compiled client, same request mix for all.
 
     .venv/bin/python bench/policy_server_bench.py [--connections 1,16,50] [--requests 6000]
-        [--only NAME,...] [--policyd-python PATH]
+        [--only NAME,...] [--policyd-python PATH] [--baseline-tree DIR] [--rounds N]
+    .venv/bin/python bench/policy_server_bench.py --own-cost [--baseline-tree DIR]
 
 Each server runs in its own process; the client is bench/load_client.c (compiled on first use
 into ~/.cache/relayguard/bench), one thread per connection, each sending Postfix 3.7's full
@@ -10,6 +11,8 @@ The client's own CPU seconds are printed beside each row, so you can see it was 
 Servers, measured in the same run:
   streams    : bare asyncio-streams server answering `action=DUNNO` per request, no parsing;
   protocol   : bare asyncio.Protocol server answering `action=DUNNO`, no parsing;
+  buffered   : the same as an asyncio.BufferedProtocol (recv_into one buffer; not in the
+               default list), as relayguard's server reads;
   relayguard : relay.policy_server.PolicyServer, 10 000 locks in its book (1 in 10 requests is
                for a locked user), END-OF-MESSAGE requests publishing to a no-op sink;
   +spool     : the same, publishing through relay.producer.EventProducer (write-ahead disk
@@ -23,6 +26,15 @@ Servers, measured in the same run:
                export of an earlier commit: `git archive COMMIT | tar -x -C DIR`), so a change
                is measured against its own baseline in the same run.
 --requests is the total per server and connection count. Figures only; nothing is pass/fail.
+
+--own-cost: relayguard's own CPU per request without sockets: the server's data_received fed
+the request mix over 16 connections whose transport drops writes, in a child process per tree
+(this one, and --baseline-tree's), the trees alternated three times, best of 7 passes each.
+For a figure the host's load cannot move, count instructions: run the child under valgrind
+at two sizes and divide the difference (instructions per request):
+
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+        .venv/bin/python bench/policy_server_bench.py --own-cost-child . 2000   # then 4000
 """
 
 from __future__ import annotations
@@ -117,14 +129,48 @@ class _DunnoProtocol(asyncio.Protocol):
             self.transport.write(b"action=DUNNO\n\n" * n)
 
 
-def _protocol_server(ready: Connection) -> None:
+class _DunnoBufferedProtocol(asyncio.BufferedProtocol):
+    """_DunnoProtocol reading into one preallocated buffer (recv_into) instead of asyncio's
+    recv(256 KiB) per read, which allocates (and, above glibc's mmap threshold, maps and
+    unmaps) 256 KiB each time."""
+
+    _shared = bytearray(64 * 1024)
+    _view = memoryview(_shared)
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.buf += self._shared[:nbytes]
+        n = self.buf.count(b"\n\n")
+        if n:
+            self.buf = self.buf[self.buf.rindex(b"\n\n") + 2:]
+            self.transport.write(b"action=DUNNO\n\n" * n)
+
+
+def _serve_protocol(ready: Connection, factory: Callable[[], asyncio.BaseProtocol]) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(_DunnoProtocol, "127.0.0.1", 0, backlog=1024)
+        srv = await loop.create_server(factory, "127.0.0.1", 0, backlog=1024)
         ready.send(srv.sockets[0].getsockname()[1])
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+def _protocol_server(ready: Connection) -> None:
+    _serve_protocol(ready, _DunnoProtocol)
+
+
+def _buffered_server(ready: Connection) -> None:
+    _serve_protocol(ready, _DunnoBufferedProtocol)
 
 
 def _relayguard_server(ready: Connection, spool: bool = False) -> None:
@@ -262,7 +308,8 @@ def _measure(name: str, port: int, client: Path, conns: int, total: int, reqs: P
     f = _client(client, port, conns, per_conn, reqs)
     cpu_us = (_cpu_seconds(pid) - cpu0) / f["requests"] * 1e6
     print(f"{name:15s} {conns:3d} conn {f['rps']:9,.0f} req/s   p50 {f['p50_ms']:6.2f} ms   "
-          f"p99 {f['p99_ms']:6.2f} ms   server CPU {cpu_us:6.1f} us/req   client CPU "
+          f"p90 {f['p90_ms']:6.2f} ms   p99 {f['p99_ms']:6.2f} ms   p99.9 {f['p999_ms']:6.2f} ms   "
+          f"server CPU {cpu_us:6.1f} us/req   client CPU "
           f"{f['client_cpu_s'] / f['wall_s']:4.0%} of a core   ({int(f['requests'])} requests)",
           flush=True)
 
@@ -305,12 +352,81 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
 
 
 SERVERS: dict[str, Callable[[Connection], None]] = {
-    "streams": _streams_server, "protocol": _protocol_server,
+    "streams": _streams_server, "protocol": _protocol_server, "buffered": _buffered_server,
     "relayguard": _relayguard_server, "+spool": _relayguard_spool_server,
     "relayguard@base": _relayguard_base_server}
 
 
+def _own_cost_child(tree: str, requests: int) -> None:
+    """Feed `requests` requests (after one warm-up pass of the mix) to relayguard's server
+    from `tree` through data_received, writes dropped; print CPU microseconds per request,
+    best of 7 passes (requests 0: the passes only)."""
+    sys.path.insert(0, str(Path(tree).resolve()))
+    from relayguard.relay.lock_book import LockBook
+    from relayguard.relay.policy_protocol import DecisionConfig
+    from relayguard.relay.policy_server import ListenAddress, PolicyServer, _Connection
+    from relayguard.stream.records import LockCommand
+
+    class DropWrites(asyncio.Transport):
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 1) if name == "peername" else default
+
+    book = LockBook()
+    for i in range(0, 10_000):
+        book.apply(LockCommand(f"c{i}", f"locked{i}@example.com", "user", "lock", "bench", "d",
+                               {}, 0.0, None, "bench", 1))
+    mix = request_mix()
+    reqs = [r + b"\n\n" for r in mix.split(b"\n\n") if r]
+
+    async def run() -> None:
+        srv = PolicyServer(ListenAddress("inet", "127.0.0.1", 0), book, DecisionConfig(),
+                           "bench", publish=lambda _: True)
+        conns = [_Connection(srv) for _ in range(16)]
+        for c in conns:
+            c.connection_made(DropWrites())
+        for i, r in enumerate(reqs):  # warm-up: every cache filled
+            conns[i & 15].data_received(r)
+        n = len(reqs)
+        if requests:
+            for k in range(requests):
+                conns[k & 15].data_received(reqs[k % n])
+            return
+        best = float("inf")
+        for _ in range(7):
+            t0 = time.process_time()
+            for i, r in enumerate(reqs):
+                conns[i & 15].data_received(r)
+            best = min(best, (time.process_time() - t0) / n * 1e6)
+        print(f"{best:.2f}")
+
+    asyncio.run(run())
+
+
+def _own_cost(trees: list[tuple[str, str]]) -> None:
+    got: dict[str, list[float]] = {name: [] for name, _ in trees}
+    for _ in range(3):
+        for name, tree in trees:
+            out = subprocess.run([sys.executable, __file__, "--own-cost-child", tree, "0"],
+                                 check=True, capture_output=True, text=True).stdout
+            got[name].append(float(out))
+    for name, values in got.items():
+        print(f"{name:15s} own code {min(values):6.2f} us/req (best of 3 x 7 passes; all "
+              f"{', '.join(f'{v:.2f}' for v in values)})", flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--own-cost-child":
+        _own_cost_child(sys.argv[2], int(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", default="1,16,50", help="comma-separated counts")
@@ -321,7 +437,15 @@ def main() -> None:
     ap.add_argument("--baseline-tree", type=Path, help="also run relayguard from this tree")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the whole list of servers this many times (interleaved)")
+    ap.add_argument("--own-cost", action="store_true",
+                    help="relayguard's own CPU per request without sockets (see above)")
     args = ap.parse_args()
+    if args.own_cost:
+        trees = [("relayguard", str(HERE.parent))]
+        if args.baseline_tree is not None:
+            trees.insert(0, ("relayguard@base", str(args.baseline_tree)))
+        _own_cost(trees)
+        return
     names = args.only.split(",")
     if args.baseline_tree is not None:
         if not (args.baseline_tree / "relayguard" / "relay" / "policy_server.py").exists():

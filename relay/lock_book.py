@@ -75,7 +75,10 @@ class LockBook:
 
     def active_lock(self, kind: str, subject: str, now: float) -> LockCommand | None:
         """The lock command in force for this subject at `now`, or None."""
-        cmd = self._latest.get(self.key(kind, subject))
+        # the key cache read in line (twice a policy request), `key` only on a miss
+        cache = self._keys.get(kind)
+        key = None if cache is None else cache.get(subject)
+        cmd = self._latest.get(self.key(kind, subject) if key is None else key)
         if cmd is None or cmd.action != "lock":
             return None
         if cmd.expires_at is not None and now >= cmd.expires_at:

@@ -16,6 +16,7 @@ one in about 2^64.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ MAX_LISTED_DOMAINS = 32  # the send event schema's maxItems
 MAX_DOMAIN_CHARS = 253
 DEFAULT_MAX_COUNTED = 1000  # Postfix's default smtpd_recipient_limit
 MAX_COUNTED = 100_000  # the schema's maximum for recipient_domain_count
+DOMAIN_CACHE_ENTRIES = 4096
 # no whitespace, controls or address punctuation: what is left may be a domain name, an
 # internationalised one, or an address literal like [192.0.2.1] / [IPv6:2001:db8::1]
 _DOMAIN = re.compile(r'[^\s\x00-\x1f\x7f@<>"\\,;()]{1,253}')
@@ -51,6 +53,15 @@ def recipient_domain(recipient: str) -> str | None:
     if at < 0:
         return None
     domain = recipient[at + 1:]
+    if len(domain) > MAX_DOMAIN_CHARS + 1:  # too long even without a root dot
+        return None
+    return _domain(domain)
+
+
+@functools.lru_cache(maxsize=DOMAIN_CACHE_ENTRIES)
+def _domain(domain: str) -> str | None:
+    """The checks and folding of `recipient_domain`, once per spelling: the same few domains
+    recur in every message (at most DOMAIN_CACHE_ENTRIES of at most 254 characters cached)."""
     if domain.endswith("."):
         domain = domain[:-1]  # the root label: example.com. is example.com
     if not _DOMAIN.fullmatch(domain):

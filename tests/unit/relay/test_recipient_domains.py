@@ -109,3 +109,46 @@ def test_bounded_and_exact_below_the_limit(rcpts: list[tuple[str, str]], limit: 
     assert list(summary.names) == expected[:min(MAX_LISTED_DOMAINS, limit)]
     for name in summary.names:
         assert 1 <= len(name) <= 253 and name == name.lower() and "@" not in name
+
+
+def _reference_domain(recipient: str) -> str | None:
+    """recipient_domain as it was before its cache (commit cafb7dd), kept to compare."""
+    import re
+    import unicodedata
+
+    at = recipient.rfind("@")
+    if at < 0:
+        return None
+    domain = recipient[at + 1:]
+    if domain.endswith("."):
+        domain = domain[:-1]
+    if not re.fullmatch(r'[^\s\x00-\x1f\x7f@<>"\\,;()]{1,253}', domain):
+        return None
+    domain = domain.lower()
+    if not domain.isascii():
+        domain = unicodedata.normalize("NFC", domain)
+        if len(domain) > 253:
+            return None
+    return domain
+
+
+_LABEL = st.sampled_from(["example", "EXAMPLE", "b\u00fccher", "B\u00dcCHER", "\u0130x", "a" * 60,
+                          "[192.0.2.1]", "[IPv6:2001:DB8::1]", "x y", "<x>", "\u212a", "\ufb03"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.lists(_LABEL, min_size=1, max_size=6).map(".".join),
+    st.text(max_size=30),
+    st.integers(248, 258).map(lambda n: "a" * n),  # around the 253-character limit
+    st.integers(248, 258).map(lambda n: "a" * (n - 1) + "."),
+), st.sampled_from(["bob@", "", "a@b@", "x"]), st.booleans())
+def test_recipient_domain_equals_the_uncached_rule(domain: str, local: str,
+                                                   twice: bool) -> None:
+    """The cached domain rule gives what the rule gave before it had a cache, on the first
+    call and on a repeated one (a cache hit)."""
+    recipient = local + domain
+    expected = _reference_domain(recipient)
+    assert recipient_domain(recipient) == expected
+    if twice:
+        assert recipient_domain(recipient) == expected
