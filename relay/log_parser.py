@@ -62,13 +62,13 @@ from relayguard.relay.log_delivery import (
     recipient_domain,
 )
 from relayguard.relay.log_header import (
-    FAST_HEADER_RE,
     LEVEL_RE,
     MAX_LINE_CHARS,
     Header,
     parse_header,
     rfc3164_seconds,
 )
+from relayguard.relay.log_patterns import clean_ip
 from relayguard.stream.records import DeliveryEvent, DeliveryStatus, LoginEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user_or_none
 
@@ -88,16 +88,35 @@ MAX_ATTEMPTS_PER_LINE = 20  # "(auth failed, 5000 attempts ...)" does not become
 _SessionState = tuple[str | None, str | None, bool]
 _NO_SESSION: _SessionState = (None, None, False)
 
-# The one-regex fast path of `feed`: the common RFC 3164 header (log_header.FAST_HEADER_RE:
-# stamp, prog, pid), an optional level (group 4 marks where the message starts) and the smtpd
-# message forms the rules act on (log_patterns.SMTPD_FORMS), so a session, failure or client=
-# line is split and classified by one C call; `lastgroup` names the form (None: no form).
-_LINE = re.compile(FAST_HEADER_RE + "(?:" + LEVEL_RE + ")?()" + P.SMTPD_FORMS)
-_MSG = 4
+# The one-regex fast path of `feed`: the common RFC 3164 header (what log_header.FAST_HEADER
+# takes: stamp, host, prog[pid] or prog), an optional level (the empty group _MSG marks where
+# the message starts) and, for an smtpd program with a pid, the message forms the rules act on
+# (log_patterns.SMTPD_FORMS), so a session, failure or client= line is split and classified by
+# one C call; `lastgroup` names the form, None when there is none or the program is not smtpd.
+# Left to the general path (no match): Exim programs (parse_header strips their inner stamps)
+# and pids with a leading zero. `key` is the session key "prog[pid]" (_session_key), "nopid"
+# an smtpd line without a pid (the general path keys it as pid 0).
+_LINE = re.compile(
+    r"(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) [^\s<]\S*+(?<!:) "
+    r"(?!exim)(?P<key>(?P<prog>[A-Za-z0-9_.@/-]{1,128}+)(?:(?<=[ /]smtpd)(?P<smtpd>))?"
+    r"(?:\[(?P<pid>[1-9][0-9]{0,9}+)\])?): (?:" + LEVEL_RE + r")?()"
+    r"(?(smtpd)(?(pid)" + P.SMTPD_FORMS + r"|(?P<nopid>)))"
+)
 _G = _LINE.groupindex
+_STAMP, _KEY, _PROG, _PID = _G["stamp"], _G["key"], _G["prog"], _G["pid"]
+_MSG = _PID + 1  # unnamed, so that lastgroup is None when no form follows
 _T_IP, _T_PROTO = _G["t_ip"], _G["t_proto"]
 _F_IP, _F_MECH, _F_TAIL = _G["f_ip"], _G["f_mech"], _G["f_tail"]
 _C_QID, _C_IP, _C_MECH, _C_USER = _G["c_qid"], _G["c_ip"], _G["c_mech"], _G["c_user"]
+
+
+def _session_key(prog: str, pid: int | None) -> str:
+    """smtpd sessions are keyed "prog[pid]" (pid 0 without one), the text _LINE's `key` group
+    takes from a line: no int() and no tuple per line. prog holds no "[" when it comes from a
+    header; a journal identifier might, and the key still names one (prog, pid): the pid is
+    what follows the last "["."""
+    return f"{prog}[{pid or 0}]"
+
 
 # What a program's lines can be, as _dispatch decides it (cached per program name).
 _OTHER, _SMTPD, _EXIM, _DOVECOT, _QMGR, _AGENT = range(6)
@@ -197,7 +216,7 @@ class LogParser:
     sent_deliveries: bool = False  # also status=sent (one event per delivered recipient)
     queue: QueueUsers = field(default_factory=QueueUsers)
     _pending: list[DeliveryEvent] = field(default_factory=list)
-    _sessions: OrderedDict[tuple[str, int], _SessionState] = field(default_factory=OrderedDict)
+    _sessions: OrderedDict[str, _SessionState] = field(default_factory=OrderedDict)  # by key
     _verdicts: OrderedDict[str, list[_Verdict]] = field(default_factory=OrderedDict)
     _exim_seen: OrderedDict[tuple[int | None, str, str], float] = field(
         default_factory=OrderedDict)
@@ -250,72 +269,77 @@ class LogParser:
         """Events in this line. `line_id` (file identity + offset) makes event ids replay-stable;
         without it the id is a hash of the line text."""
         m = _LINE.match(line)
-        if m is None or "\n" in line or line[-1] == "\r" or len(line) > MAX_LINE_CHARS:
+        if m is None or len(line) > MAX_LINE_CHARS:
             return self._feed_general(line, reference_time, line_id)
-        # The common header: what the program's rules would do is decided from the program
-        # and (smtpd) the form the regex found, with no prefilter: each form holds one of its
-        # needles, and the other programs' checks below are those of _dispatch's rules.
-        prog = m[2]
-        kind = _PROG_KINDS.get(prog)
-        if kind is None:
-            kind = _prog_kind(prog)
-        if kind == _SMTPD:
-            form = m.lastgroup
-            if form is None:  # no form: no rule acts on it
+        # The common header. What the rules would do is decided from the form the regex found
+        # (smtpd) or the program, with no prefilter: each form holds one of its needles, and
+        # the checks of other programs below are those of their rules. A "\n" inside the line
+        # or a "\r" ending it (the general path cuts the message there) cannot change a
+        # session or TLS line's outcome; the other lines with one take the general path.
+        form = m.lastgroup
+        if form is None:  # not an smtpd form
+            if "\n" in line or line[-1] == "\r":
+                return self._feed_general(line, reference_time, line_id)
+            prog = m[_PROG]
+            kind = _PROG_KINDS.get(prog)
+            if kind is None:
+                kind = _prog_kind(prog)
+            if kind == _DOVECOT:
+                if not self._passes(line):
+                    return []
+            elif kind in (_OTHER, _SMTPD) or not self.deliveries:  # smtpd: no form, no rule
                 return []
-            if reference_time == self._ref and self.tz is self._stamp_tz:
-                t = self._stamps.get(m[1])
-            else:
-                t = self._stamps_for(reference_time).get(m[1])
+            elif kind == _QMGR:
+                if "status=expired" not in line:  # PF_EXPIRED's own needle
+                    return []
+            elif ("status=bounced" not in line and "status=deferred" not in line  # PF_DELIVERY
+                  and not (self.sent_deliveries and "status=sent" in line)):
+                return []
+            t = self._stamps_for(reference_time).get(m[_STAMP])
             if t is None:
-                t = self._new_stamp(m[1])
+                t = self._new_stamp(m[_STAMP])
             if t == _NO_DATE:
                 return []
-            pid = m[3]
-            key = (prog, int(pid) if pid is not None else 0)
-            if form == "reset":  # _store_session(key, _NO_SESSION), inlined
-                sessions = self._sessions
-                sessions[key] = _NO_SESSION
-                sessions.move_to_end(key)
-                if len(sessions) > self.max_sessions:
-                    self._store_session(key, _NO_SESSION)
-                return []
-            if form == "tls":
-                self._tls_line(key, m[_T_IP], m[_T_PROTO])
-                return []
+            pid = m[_PID]
+            h = Header(t, prog, int(pid) if pid is not None else None, line[m.end(_MSG):])
             base = line_id if line_id is not None else _hash(line)
-            if form == "fail":
-                ev = self._failure(key, t, m[_F_IP], m[_F_MECH], m[_F_TAIL], base)
-            else:
-                ev = self._success(key, t, m[_C_QID], m[_C_IP], m[_C_MECH], m[_C_USER], base)
-            return [] if ev is None else [ev]
-        if kind == _OTHER:
+            if kind == _DOVECOT:
+                return self._dovecot(h, base)
+            self._delivery(h, base)
             return []
-        if kind == _EXIM:
+        if form == "nopid":
             return self._feed_general(line, reference_time, line_id)
-        if kind == _DOVECOT:
-            if not self._passes(line):
-                return []
-        elif not self.deliveries:
-            return []
-        elif kind == _QMGR:
-            if "status=expired" not in line:  # PF_EXPIRED's own needle
-                return []
-        elif ("status=bounced" not in line and "status=deferred" not in line  # PF_DELIVERY's
-              and not (self.sent_deliveries and "status=sent" in line)):
-            return []
-        t = self._stamps_for(reference_time).get(m[1])
+        if reference_time == self._ref and self.tz is self._stamp_tz:
+            t = self._stamps.get(m[_STAMP])
+        else:
+            t = self._stamps_for(reference_time).get(m[_STAMP])
         if t is None:
-            t = self._new_stamp(m[1])
+            t = self._new_stamp(m[_STAMP])
         if t == _NO_DATE:
             return []
-        pid = m[3]
-        h = Header(t, prog, int(pid) if pid is not None else None, line[m.end(_MSG):])
+        key = m[_KEY]
+        sessions = self._sessions
+        if form == "reset":  # _store_session(key, _NO_SESSION), inlined
+            sessions[key] = _NO_SESSION
+            sessions.move_to_end(key)
+            if len(sessions) > self.max_sessions:
+                self._store_session(key, _NO_SESSION)
+            return []
+        if form == "tls":  # _tls_line, inlined
+            s = sessions.get(key)
+            sessions[key] = (clean_ip(m[_T_IP]), m[_T_PROTO], s is not None and s[2])
+            sessions.move_to_end(key)
+            if len(sessions) > self.max_sessions:
+                self._store_session(key, sessions[key])
+            return []
+        if "\n" in line or line[-1] == "\r":
+            return self._feed_general(line, reference_time, line_id)
         base = line_id if line_id is not None else _hash(line)
-        if kind == _DOVECOT:
-            return self._dovecot(h, base)
-        self._delivery(h, base)
-        return []
+        if form == "fail":
+            ev = self._failure(key, t, m[_F_IP], m[_F_MECH], m[_F_TAIL], base)
+        else:
+            ev = self._success(key, t, m[_C_QID], m[_C_IP], m[_C_MECH], m[_C_USER], base)
+        return [] if ev is None else [ev]
 
     def _feed_general(self, line: str, reference_time: float, line_id: str | None
                       ) -> list[LoginEvent]:
@@ -376,7 +400,7 @@ class LogParser:
         return [] if ev is None else [ev]
 
     # -- Postfix ------------------------------------------------------------------------------
-    def _store_session(self, key: tuple[str, int], state: _SessionState) -> None:
+    def _store_session(self, key: str, state: _SessionState) -> None:
         """Set a session's state; it becomes the most recently used (the least recently used
         goes when more than max_sessions are held)."""
         sessions = self._sessions
@@ -385,27 +409,27 @@ class LogParser:
         while len(sessions) > self.max_sessions:
             sessions.popitem(last=False)
 
-    def _tls_line(self, key: tuple[str, int], ip_text: str, proto: str) -> None:
+    def _tls_line(self, key: str, ip_text: str, proto: str) -> None:
         s = self._sessions.get(key)
-        self._store_session(key, (P.clean_ip(ip_text), proto, s is not None and s[2]))
+        self._store_session(key, (clean_ip(ip_text), proto, s is not None and s[2]))
 
-    def _session_line(self, prog: str, pid: int, msg: str) -> bool:
+    def _session_line(self, key: str, msg: str) -> bool:
         """An smtpd connect / disconnect / TLS line: session state only. False: not one."""
         if msg.startswith(("connect from ", "disconnect from ")):
-            self._store_session((prog, pid), _NO_SESSION)
+            self._store_session(key, _NO_SESSION)
             return True
         m = P.PF_TLS.match(msg) if "TLS connection established" in msg else None
         if m:
-            self._tls_line((prog, pid), m["ip"], m["proto"])
+            self._tls_line(key, m["ip"], m["proto"])
             return True
         return False
 
     def _postfix(self, h: Header, base: str) -> LoginEvent | None:
         """An smtpd line: a session line, a SASL failure or an authenticated client= line (the
         login success), else nothing."""
-        key = (h.prog, h.pid or 0)
+        key = _session_key(h.prog, h.pid)
         msg = h.msg
-        if self._session_line(key[0], key[1], msg):
+        if self._session_line(key, msg):
             return None
         m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:
@@ -415,9 +439,9 @@ class LogParser:
             return self._success(key, h.time, m["qid"], m["ip"], m["mech"], m["user"], base)
         return None
 
-    def _failure(self, key: tuple[str, int], t: float, ip_text: str, mech: str, tail: str,
+    def _failure(self, key: str, t: float, ip_text: str, mech: str, tail: str,
                  base: str) -> LoginEvent | None:
-        ip = P.clean_ip(ip_text)
+        ip = clean_ip(ip_text)
         if ip is None:
             return None
         reason_text, user_text = P.failure_tail(tail)
@@ -432,12 +456,12 @@ class LogParser:
         tls = s[1] if s is not None and s[0] == ip else None
         return self._event(t, base, "postfix-log", user, ip, False, mech, reason, tls, pw_hash)
 
-    def _success(self, key: tuple[str, int], t: float, qid: str, ip_text: str, mech: str,
+    def _success(self, key: str, t: float, qid: str, ip_text: str, mech: str,
                  user: str, base: str) -> LoginEvent | None:
         """A client= line: the first of its session is the login success."""
         if self.deliveries:
-            self._remember_queue_id(key[0], qid, user, t)
-        ip = P.clean_ip(ip_text)
+            self._remember_queue_id(key[:key.rindex("[")], qid, user, t)
+        ip = clean_ip(ip_text)
         s = self._sessions.get(key)
         if ip is None:
             self._store_session(key, _NO_SESSION if s is None else s)
