@@ -278,16 +278,24 @@ class LogParser:
         # session or TLS line's outcome; the other lines with one take the general path.
         form = m.lastgroup
         if form is None:  # not an smtpd form
-            if "\n" in line or line[-1] == "\r":
-                return self._feed_general(line, reference_time, line_id)
             prog = m[_PROG]
             kind = _PROG_KINDS.get(prog)
             if kind is None:
                 kind = _prog_kind(prog)
-            if kind == _DOVECOT:
+            if kind == _OTHER:
+                return []
+            if "\n" in line or line[-1] == "\r":
+                return self._feed_general(line, reference_time, line_id)
+            if kind == _DOVECOT:  # what _dovecot needs before it can act, then the prefilter
+                start = m.end(_MSG)
+                if line.find("-login: ", start) == -1:
+                    if "," not in line:  # no verdict: its request is "passdb(user,ip...)"
+                        return []
+                elif not line.startswith("submission-login: ", start):
+                    return []  # another login service
                 if not self._passes(line):
                     return []
-            elif kind in (_OTHER, _SMTPD) or not self.deliveries:  # smtpd: no form, no rule
+            elif kind == _SMTPD or not self.deliveries:  # smtpd: no form, no rule
                 return []
             elif kind == _QMGR:
                 if "status=expired" not in line:  # PF_EXPIRED's own needle
@@ -338,7 +346,8 @@ class LogParser:
         if form == "fail":
             ev = self._failure(key, t, m[_F_IP], m[_F_MECH], m[_F_TAIL], base)
         else:
-            ev = self._success(key, t, m[_C_QID], m[_C_IP], m[_C_MECH], m[_C_USER], base)
+            ev = self._success(key, m[_PROG], t, m[_C_QID], m[_C_IP], m[_C_MECH], m[_C_USER],
+                               base)
         return [] if ev is None else [ev]
 
     def _feed_general(self, line: str, reference_time: float, line_id: str | None
@@ -436,7 +445,8 @@ class LogParser:
             return self._failure(key, h.time, m["ip"], m["mech"], m["tail"], base)
         m = P.PF_CLIENT.match(msg) if "sasl_method=" in msg else None
         if m and m["user"]:
-            return self._success(key, h.time, m["qid"], m["ip"], m["mech"], m["user"], base)
+            return self._success(key, h.prog, h.time, m["qid"], m["ip"], m["mech"], m["user"],
+                                 base)
         return None
 
     def _failure(self, key: str, t: float, ip_text: str, mech: str, tail: str,
@@ -456,11 +466,11 @@ class LogParser:
         tls = s[1] if s is not None and s[0] == ip else None
         return self._event(t, base, "postfix-log", user, ip, False, mech, reason, tls, pw_hash)
 
-    def _success(self, key: str, t: float, qid: str, ip_text: str, mech: str,
+    def _success(self, key: str, prog: str, t: float, qid: str, ip_text: str, mech: str,
                  user: str, base: str) -> LoginEvent | None:
         """A client= line: the first of its session is the login success."""
         if self.deliveries:
-            self._remember_queue_id(key[:key.rindex("[")], qid, user, t)
+            self._remember_queue_id(prog, qid, user, t)
         ip = clean_ip(ip_text)
         s = self._sessions.get(key)
         if ip is None:
