@@ -34,11 +34,16 @@ What counts as a login (documented decision):
 - Delivery outcomes (deliveries=True, as `hook tail` / `hook journal` run it): see
   relay.log_delivery; taken with pop_deliveries() after each feed.
 
-Speed: `feed` first asks log_patterns.may_matter (a few substring tests), so the many lines that
-cannot matter (queue manager, cleanup, status=sent deliveries, imap sessions) never reach header
-parsing; log_header parses the common RFC 3164 header with one regex and turns each distinct
-stamp into seconds once; Dovecot verdicts are kept per client IP and found by key; user names
-and IPs are canonicalised through small bounded caches.
+Speed: `feed` matches one regex (_LINE) first: the common RFC 3164 header and, for smtpd, the
+message forms the rules act on (connect/disconnect, TLS, SASL failure, client=), so those lines
+are split and classified in one C call (`lastgroup`) with no prefilter; other programs are
+decided by name (a cached kind) and a needle or two of their rules; only Dovecot lines that may
+be a verdict, other header forms and odd lines ("\n" inside, Exim) take the general path:
+log_patterns.may_matter (a few substring tests), parse_header, _dispatch. Session state is a
+tuple per "prog[pid]"; stamps are turned into seconds once per distinct stamp and reference hour;
+Dovecot verdicts are kept per client IP and found by key; user names, IPs, failure texts and
+verdict texts go through small bounded caches. tests/unit/relay_logs/test_log_parser_fast.py
+checks the fast path against the general one on a mutated corpus.
 """
 
 from __future__ import annotations
