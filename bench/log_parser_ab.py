@@ -9,6 +9,8 @@ with the bare two-regex loop of log_parser_bench.py timed in the same process. B
 
 ROOT's own relayguard package is imported (its top-level folders are linked into relayguard/),
 so each tree runs in its own process. Trees whose LogParser has no `deliveries` run without.
+`--dump FILE` also writes every event (line number, repr) of one more pass to FILE, so two
+trees' outputs can be compared with cmp: the same events, in the same order.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def main() -> None:
             if deliveries:
                 events += len(parser.pop_deliveries())
         best_p = min(best_p, time.process_time() - t0)
+    if "--dump" in sys.argv:
+        parser = LogParser("bench", deliveries=True) if deliveries else LogParser("bench")
+        with open(sys.argv[sys.argv.index("--dump") + 1], "w") as out:
+            for i, line in enumerate(lines):
+                found = parser.feed(line, ref, str(i)) + (parser.pop_deliveries() if deliveries
+                                                          else [])
+                for e in found:
+                    out.write(f"{i} {e!r}\n")
     n = len(lines)
     print(f"{root} (deliveries {'on' if deliveries else 'off'}): parser {n / best_p:,.0f} "
           f"lines/CPU-s, two-regex loop {n / best_r:,.0f}, ratio {best_r / best_p:.1%}, "

@@ -33,6 +33,7 @@ from relayguard.stream.timefmt import to_rfc3339
 
 STATUSES = ("sent", "bounced", "deferred", "expired")
 MAX_REPORTS_PER_QUEUE_ID = 100  # a message to 5,000 dead addresses is not 5,000 events
+_SWEEP_EVERY = 64  # QueueUsers looks for ids past their age every this many adds and touches
 
 # The structured part Postfix writes after to=<...>: relay, optional conn_use, delays, dsn,
 # status (qmgr's "expired" has its own line). Anchored on all of it, so a recipient or a remote
@@ -120,7 +121,11 @@ class QueueUsers:
         if len(ids) > self.max_entries:
             ids.popitem(last=False)
             self.stats.evicted_full += 1
-        self._expire(t)
+        if t > self._latest:  # _expire(t), inlined: one call a client= line
+            self._latest = t
+        self._ops += 1
+        if not self._ops % _SWEEP_EVERY:
+            self._sweep()
 
     def touch(self, qid: tuple[str, str], t: float) -> Queued | None:
         """The entry of this queue id (marked as seen now), None when unknown or too old."""
@@ -134,14 +139,16 @@ class QueueUsers:
         self._ids.move_to_end(qid)
         return q
 
-    def _expire(self, t: float, every: int = 64) -> None:
-        """Drop ids untouched for max_age_s; the sweep runs every `every` calls (an id may
-        outlive its age by that many lines; a sweep after a quiet spell is a few pops)."""
+    def _expire(self, t: float) -> None:
+        """Drop ids untouched for max_age_s; the sweep runs every _SWEEP_EVERY calls (an id
+        may outlive its age by that many lines; a sweep after a quiet spell is a few pops)."""
         if t > self._latest:
             self._latest = t
         self._ops += 1
-        if self._ops % every:
-            return
+        if not self._ops % _SWEEP_EVERY:
+            self._sweep()
+
+    def _sweep(self) -> None:
         limit = self._latest - self.max_age_s
         ids = self._ids
         while ids:

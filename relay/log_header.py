@@ -58,7 +58,8 @@ _DOVECOT_FILE = re.compile(
     r"(?P<tag>[a-z][a-z0-9-]{0,40}(?:\([^()]{0,400}\))?(?:<[^<>\s]{0,80}>)?): "
     r"(?:Info|Warning|Error|Fatal|Panic|Debug): (?P<msg>.*)"
 )
-DOVECOT_LEVEL = re.compile(r"(?:Info|Warning|Error|Fatal|Panic|Debug): ")
+LEVEL_RE = r"(?:Info|Warning|Error|Fatal|Panic|Debug): "
+DOVECOT_LEVEL = re.compile(LEVEL_RE)
 _BSD_V = re.compile(r"<[a-z0-9]{1,10}\.[a-z0-9]{1,10}> ")  # syslogd -v: <2.6> / <mail.info>
 _BUSYBOX = re.compile(
     r"[a-z0-9]{1,10}\.(?:emerg|alert|crit|err|error|warn|warning|notice|info|debug|panic|none) "
@@ -78,12 +79,16 @@ class Header(NamedTuple):
 
 
 # The common case, one match: RFC 3164 stamp (whole seconds), a host that is not "<fac.pri>",
-# does not end in ":" (Dovecot's own file) and is followed straight by "prog[pid]: " (not
-# busybox's "mail.info"). Everything it takes is what the general path below would take.
-FAST_HEADER = re.compile(
-    r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) [^\s<]\S*(?<!:) "
-    r"([A-Za-z0-9_.@/-]{1,128})\[([0-9]{1,10})\]: "
+# does not end in ":" (Dovecot's own file) and is followed straight by "prog[pid]: " or "prog: "
+# (not busybox's "mail.info"). Everything it takes is what the general path below would take.
+# Groups: stamp, prog, pid (None without one). log_parser matches the message forms it acts on
+# in the same regex (FAST_HEADER_RE + its own alternatives). The repeats are possessive (none
+# can give back a character that what follows it would take).
+FAST_HEADER_RE = (
+    r"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) [^\s<]\S*+(?<!:) "
+    r"([A-Za-z0-9_.@/-]{1,128}+)(?:\[([0-9]{1,10}+)\])?: "
 )
+FAST_HEADER = re.compile(FAST_HEADER_RE)
 LEVEL_INITIALS = frozenset("IWEFPD")  # Info Warning Error Fatal Panic Debug
 
 
@@ -106,7 +111,7 @@ def parse_header(line: str, reference_time: float, tz: tzinfo = UTC) -> Header |
                 lvl = DOVECOT_LEVEL.match(msg)
                 if lvl:
                     msg = msg[lvl.end():]
-            return Header(t, prog, int(pid), msg)
+            return Header(t, prog, int(pid) if pid is not None else None, msg)
     return parse_general(line, reference_time, tz)
 
 

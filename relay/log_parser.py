@@ -34,17 +34,25 @@ What counts as a login (documented decision):
 - Delivery outcomes (deliveries=True, as `hook tail` / `hook journal` run it): see
   relay.log_delivery; taken with pop_deliveries() after each feed.
 
-Speed: `feed` first asks log_patterns.may_matter (a few substring tests), so the many lines that
-cannot matter (queue manager, cleanup, status=sent deliveries, imap sessions) never reach header
-parsing; log_header parses the common RFC 3164 header with one regex and turns each distinct
-stamp into seconds once; Dovecot verdicts are kept per client IP and found by key; user names
-and IPs are canonicalised through small bounded caches.
+Speed: `feed` matches one regex (_LINE) first: the common RFC 3164 header and, for smtpd, the
+message forms the rules act on (connect/disconnect, TLS, SASL failure, client=), so those lines
+are split and classified in one C call (`lastgroup`) with no prefilter; other programs are
+decided by name (a cached kind) and a needle or two of their rules; only Dovecot lines that may
+be a verdict, other header forms and odd lines ("\n" inside, Exim) take the general path:
+log_patterns.may_matter (a few substring tests), parse_header, _dispatch. Session state is a
+tuple per "prog[pid]"; stamps are turned into seconds once per distinct stamp and reference hour;
+Dovecot verdicts are kept per client IP and found by key; user names, IPs, failure texts and
+verdict texts go through small bounded caches. tests/unit/relay_logs/test_log_parser_fast.py
+checks the fast path against the general one on a mutated corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import cast
@@ -59,14 +67,13 @@ from relayguard.relay.log_delivery import (
     recipient_domain,
 )
 from relayguard.relay.log_header import (
-    DOVECOT_LEVEL,
-    FAST_HEADER,
-    LEVEL_INITIALS,
+    LEVEL_RE,
     MAX_LINE_CHARS,
     Header,
     parse_header,
     rfc3164_seconds,
 )
+from relayguard.relay.log_patterns import clean_ip
 from relayguard.stream.records import DeliveryEvent, DeliveryStatus, LoginEvent
 from relayguard.stream.user_names import DEFAULT_USER_NAMES, UserNameMode, canonical_user_or_none
 
@@ -74,17 +81,123 @@ DOVECOT_MATCH_WINDOW_S = 30.0  # a Dovecot verdict older than this is not the on
 EXIM_SUCCESS_DEDUP_S = 300.0
 VERDICTS_PER_IP = 8  # a burst from one IP needs only its latest few verdicts
 NAME_CACHE = 8192
+STAMP_CACHE = 4096  # distinct RFC 3164 stamps converted per reference hour (cleared when full)
 _MISSING = object()
+_NO_DATE = -math.inf  # in the stamp table: a stamp of no such date ("Feb 30", "25:00:00")
 MAX_ATTEMPTS_PER_LINE = 20  # "(auth failed, 5000 attempts ...)" does not become 5000 events
 
+# An smtpd process's current session: (client IP, TLS protocol, login success already sent).
+# A tuple, replaced on change. connect and disconnect both leave _NO_SESSION: the connect line's
+# client IP is not kept, as nothing could tell it from none (a client= line from another IP
+# starts a new session anyway, one from the same IP finds no TLS and no success either way).
+_SessionState = tuple[str | None, str | None, bool]
+_NO_SESSION: _SessionState = (None, None, False)
 
-@dataclass(slots=True)
-class _Session:
-    """One smtpd process's current SMTP session."""
+# The one-regex fast path of `feed`: the common RFC 3164 header (what log_header.FAST_HEADER
+# takes: stamp, host, prog[pid] or prog), an optional level (the empty group _MSG marks where
+# the message starts) and, for an smtpd program with a pid, the message forms the rules act on
+# (log_patterns.SMTPD_FORMS), so a session, failure or client= line is split and classified by
+# one C call; `lastgroup` names the form, None when there is none or the program is not smtpd.
+# Left to the general path (no match): Exim programs (parse_header strips their inner stamps)
+# and pids with a leading zero. `key` is the session key "prog[pid]" (_session_key), "nopid"
+# an smtpd line without a pid (the general path keys it as pid 0).
+_LINE = re.compile(
+    r"(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) [^\s<]\S*+(?<!:) "
+    r"(?!exim)(?P<key>(?P<prog>[A-Za-z0-9_.@/-]{1,128}+)(?:(?<=[ /]smtpd)(?P<smtpd>))?"
+    r"(?:\[(?P<pid>[1-9][0-9]{0,9}+)\])?): (?:" + LEVEL_RE + r")?()"
+    r"(?(smtpd)(?(pid)" + P.SMTPD_FORMS + r"|(?P<nopid>)))"
+)
+_G = _LINE.groupindex
+_STAMP, _KEY, _PROG, _PID = _G["stamp"], _G["key"], _G["prog"], _G["pid"]
+_MSG = _PID + 1  # unnamed, so that lastgroup is None when no form follows
+_T_IP, _T_PROTO = _G["t_ip"], _G["t_proto"]
+_F_IP, _F_MECH, _F_TAIL = _G["f_ip"], _G["f_mech"], _G["f_tail"]
+_C_QID, _C_IP, _C_MECH, _C_USER = _G["c_qid"], _G["c_ip"], _G["c_mech"], _G["c_user"]
 
-    client_ip: str | None = None
-    tls_protocol: str | None = None
-    success_sent: bool = False
+
+def _session_key(prog: str, pid: int | None) -> str:
+    """smtpd sessions are keyed "prog[pid]" (pid 0 without one), the text _LINE's `key` group
+    takes from a line: no int() and no tuple per line. prog holds no "[" when it comes from a
+    header; a journal identifier might, and the key still names one (prog, pid): the pid is
+    what follows the last "["."""
+    return f"{prog}[{pid or 0}]"
+
+
+# What a program's lines can be, as _dispatch decides it (cached per program name).
+_OTHER, _SMTPD, _EXIM, _DOVECOT, _QMGR, _AGENT = range(6)
+_PROG_KINDS: dict[str, int] = {}
+_PROG_CACHE = 1024
+
+
+def _prog_kind(prog: str) -> int:
+    kind = _PROG_KINDS.get(prog)
+    if kind is None:
+        if len(_PROG_KINDS) >= _PROG_CACHE:
+            _PROG_KINDS.clear()
+        kind = _PROG_KINDS[prog] = _classify_prog(prog)
+    return kind
+
+
+def _classify_prog(prog: str) -> int:
+    if prog.startswith("exim"):  # feed leaves these to parse_header (inner Exim stamps)
+        return _EXIM
+    if prog.endswith("/smtpd") or prog == "smtpd":
+        return _SMTPD
+    if prog in ("dovecot", "auth") or prog.startswith(("dovecot/", "dovecot-")):
+        return _DOVECOT
+    if "/" in prog:
+        agent = prog.rsplit("/", 1)[-1]
+        if agent == "qmgr":
+            return _QMGR
+        if agent in DELIVERY_AGENTS:
+            return _AGENT
+    return _OTHER
+
+
+_LOGIN_FIELDS = ("event_id", "event_time", "relay_id", "user", "client_ip", "success",
+                 "tls_protocol", "sasl_mechanism", "failure_reason", "source", "password_hash",
+                 "geo")
+_LoginMaker = Callable[[str, float, str, str | None, str, bool, str | None, str | None,
+                        str | None, str, str | None], LoginEvent]
+
+
+def _login_maker() -> _LoginMaker:
+    """LoginEvent(event_id, ..., password_hash) with geo=None, built by setting the slots
+    through their descriptors: the frozen dataclass's __init__ calls object.__setattr__ once a
+    field, about half of what a login line costs the parser. The same object (class, every
+    field); used only while LoginEvent is the frozen slots dataclass of these fields with no
+    __post_init__, else LoginEvent itself (test_log_parser_fast checks both)."""
+    fields = getattr(LoginEvent, "__dataclass_fields__", {})
+    if (tuple(fields) != _LOGIN_FIELDS or hasattr(LoginEvent, "__post_init__")
+            or getattr(LoginEvent, "__slots__", None) != _LOGIN_FIELDS):
+        return LoginEvent
+    (s_id, s_time, s_relay, s_user, s_ip, s_ok, s_tls, s_mech, s_reason, s_source, s_hash,
+     s_geo) = (getattr(LoginEvent, name).__set__ for name in _LOGIN_FIELDS)
+    new = object.__new__
+
+    def make(event_id: str, event_time: float, relay_id: str, user: str | None,
+             client_ip: str, success: bool, tls_protocol: str | None,
+             sasl_mechanism: str | None, failure_reason: str | None, source: str,
+             password_hash: str | None) -> LoginEvent:
+        e = new(LoginEvent)
+        s_id(e, event_id)
+        s_time(e, event_time)
+        s_relay(e, relay_id)
+        s_user(e, user)
+        s_ip(e, client_ip)
+        s_ok(e, success)
+        s_tls(e, tls_protocol)
+        s_mech(e, sasl_mechanism)
+        s_reason(e, failure_reason)
+        s_source(e, source)
+        s_hash(e, password_hash)
+        s_geo(e, None)
+        return e
+
+    return make
+
+
+_login_event = _login_maker()
 
 
 @dataclass(slots=True)
@@ -108,11 +221,17 @@ class LogParser:
     sent_deliveries: bool = False  # also status=sent (one event per delivered recipient)
     queue: QueueUsers = field(default_factory=QueueUsers)
     _pending: list[DeliveryEvent] = field(default_factory=list)
-    _sessions: OrderedDict[tuple[str, int], _Session] = field(default_factory=OrderedDict)
+    _sessions: OrderedDict[str, _SessionState] = field(default_factory=OrderedDict)  # by key
     _verdicts: OrderedDict[str, list[_Verdict]] = field(default_factory=OrderedDict)
     _exim_seen: OrderedDict[tuple[int | None, str, str], float] = field(
         default_factory=OrderedDict)
     _names: dict[str, str | None] = field(default_factory=dict)  # see _user()
+    # RFC 3164 stamp text -> seconds (_NO_DATE: no such date) for reference hour _hour in zone
+    # _stamp_tz (see _stamps_for)
+    _stamps: dict[str, float] = field(default_factory=dict)
+    _hour: float = math.nan
+    _stamp_tz: tzinfo | None = None
+    _ref: float = math.nan  # the reference time _stamps was last checked against
 
     def _user(self, name: str | None) -> str | None:
         """canonical_user_or_none of the (at most 320 chars of the) name, cached: the same few
@@ -126,41 +245,121 @@ class LogParser:
             got = self._names[name] = canonical_user_or_none(name[:320], self.user_names)
         return got  # type: ignore[return-value]
 
+    def _stamps_for(self, reference_time: float) -> dict[str, float]:
+        """The stamp table for this reference time: RFC 3164 stamp text -> rfc3164_seconds of
+        it (_NO_DATE: no such date) in the reference hour and zone; a new hour or zone clears
+        it."""
+        hour = reference_time // 3600
+        if hour != self._hour or self.tz is not self._stamp_tz:
+            self._stamps.clear()
+            self._hour, self._stamp_tz = hour, self.tz
+        self._ref = reference_time
+        return self._stamps
+
+    def _new_stamp(self, stamp: str) -> float:
+        stamps = self._stamps
+        if len(stamps) >= STAMP_CACHE:
+            stamps.clear()
+        t = rfc3164_seconds(stamp, int(self._hour), self.tz)
+        stamps[stamp] = _NO_DATE if t is None else t
+        return stamps[stamp]
+
+    def _passes(self, line: str) -> bool:
+        """The prefilter (log_patterns.may_matter), and status=sent when those are wanted."""
+        return P.may_matter(line) or (self.sent_deliveries and "status=sent" in line)
+
     def feed(
         self, line: str, reference_time: float, line_id: str | None = None
     ) -> list[LoginEvent]:
         """Events in this line. `line_id` (file identity + offset) makes event ids replay-stable;
         without it the id is a hash of the line text."""
-        if not P.may_matter(line) and not (self.sent_deliveries and "status=sent" in line):
-            return []
-        f = FAST_HEADER.match(line)
-        if (f is not None and "\n" not in line and line[-1] != "\r"
-                and len(line) <= MAX_LINE_CHARS and not f[2].startswith("exim")):
-            # parse_header's own fast path, inlined: the header is matched once, and smtpd
-            # session lines (two thirds of what passes) go straight to the session table
-            stamp, prog, pid_text = f.groups()
-            t = rfc3164_seconds(stamp, int(reference_time // 3600), self.tz)
-            if t is None:
+        m = _LINE.match(line)
+        if m is None or len(line) > MAX_LINE_CHARS:
+            return self._feed_general(line, reference_time, line_id)
+        # The common header. What the rules would do is decided from the form the regex found
+        # (smtpd) or the program, with no prefilter: each form holds one of its needles, and
+        # the checks of other programs below are those of their rules. A "\n" inside the line
+        # or a "\r" ending it (the general path cuts the message there) cannot change a
+        # session or TLS line's outcome; the other lines with one take the general path.
+        form = m.lastgroup
+        if form is None:  # not an smtpd form
+            prog = m[_PROG]
+            kind = _PROG_KINDS.get(prog)
+            if kind is None:
+                kind = _prog_kind(prog)
+            if kind == _OTHER:
                 return []
-            msg, pid = line[f.end():], int(pid_text)
-            smtpd = prog.endswith("/smtpd") or prog == "smtpd"
-            if msg[:1] in LEVEL_INITIALS:
-                lvl = DOVECOT_LEVEL.match(msg)
-                if lvl:
-                    msg = msg[lvl.end():]
-                smtpd_checked = False  # "Info: connect from ..." is still a session line
-            elif smtpd:
-                if self._session_line(prog, pid, msg):
+            if "\n" in line or line[-1] == "\r":
+                return self._feed_general(line, reference_time, line_id)
+            if kind == _DOVECOT:  # what _dovecot needs before it can act, then the prefilter
+                start = m.end(_MSG)
+                if line.find("-login: ", start) == -1:
+                    if "," not in line:  # no verdict: its request is "passdb(user,ip...)"
+                        return []
+                elif not line.startswith("submission-login: ", start):
+                    return []  # another login service
+                if not self._passes(line):
                     return []
-                smtpd_checked = True
-            else:
-                smtpd_checked = False
-            fast = Header(t, prog, pid, msg)
+            elif kind == _SMTPD or not self.deliveries:  # smtpd: no form, no rule
+                return []
+            elif kind == _QMGR:
+                if "status=expired" not in line:  # PF_EXPIRED's own needle
+                    return []
+            elif ("status=bounced" not in line and "status=deferred" not in line  # PF_DELIVERY
+                  and not (self.sent_deliveries and "status=sent" in line)):
+                return []
+            t = self._stamps_for(reference_time).get(m[_STAMP])
+            if t is None:
+                t = self._new_stamp(m[_STAMP])
+            if t == _NO_DATE:
+                return []
+            pid = m[_PID]
+            h = Header(t, prog, int(pid) if pid is not None else None, line[m.end(_MSG):])
             base = line_id if line_id is not None else _hash(line)
-            if smtpd_checked:  # exactly what _dispatch -> _postfix does after this check
-                ev = self._postfix_event(fast, base)
-                return [] if ev is None else [ev]
-            return self._dispatch(fast, base)
+            if kind == _DOVECOT:
+                return self._dovecot(h, base)
+            self._delivery(h, base)
+            return []
+        if form == "nopid":
+            return self._feed_general(line, reference_time, line_id)
+        if reference_time == self._ref and self.tz is self._stamp_tz:
+            t = self._stamps.get(m[_STAMP])
+        else:
+            t = self._stamps_for(reference_time).get(m[_STAMP])
+        if t is None:
+            t = self._new_stamp(m[_STAMP])
+        if t == _NO_DATE:
+            return []
+        key = m[_KEY]
+        sessions = self._sessions
+        if form == "reset":  # _store_session(key, _NO_SESSION), inlined
+            sessions[key] = _NO_SESSION
+            sessions.move_to_end(key)
+            if len(sessions) > self.max_sessions:
+                self._store_session(key, _NO_SESSION)
+            return []
+        if form == "tls":  # _tls_line, inlined
+            s = sessions.get(key)
+            sessions[key] = (clean_ip(m[_T_IP]), m[_T_PROTO], s is not None and s[2])
+            sessions.move_to_end(key)
+            if len(sessions) > self.max_sessions:
+                self._store_session(key, sessions[key])
+            return []
+        if "\n" in line or line[-1] == "\r":
+            return self._feed_general(line, reference_time, line_id)
+        base = line_id if line_id is not None else _hash(line)
+        if form == "fail":
+            ev = self._failure(key, t, m[_F_IP], m[_F_MECH], m[_F_TAIL], base)
+        else:
+            ev = self._success(key, m[_PROG], t, m[_C_QID], m[_C_IP], m[_C_MECH], m[_C_USER],
+                               base)
+        return [] if ev is None else [ev]
+
+    def _feed_general(self, line: str, reference_time: float, line_id: str | None
+                      ) -> list[LoginEvent]:
+        """feed for every line: the prefilter, parse_header, then the rules by program."""
+        if not self._passes(line):
+            return []
         h = parse_header(line, reference_time, self.tz)
         if h is None:
             return []
@@ -170,7 +369,7 @@ class LogParser:
                    entry_id: str) -> list[LoginEvent]:
         """Events in one already split record (a journal entry: SYSLOG_IDENTIFIER, pid,
         MESSAGE). `entry_id` makes event ids stable (the journal cursor's seqnum part)."""
-        if not P.may_matter(message) and not (self.sent_deliveries and "status=sent" in message):
+        if not self._passes(message):
             return []
         msg = message.rstrip("\r\n")
         if prog == "dovecot" and msg[:1].isalnum():
@@ -215,93 +414,87 @@ class LogParser:
         return [] if ev is None else [ev]
 
     # -- Postfix ------------------------------------------------------------------------------
-    def _session(self, h: Header) -> _Session:
-        return self._session_of((h.prog, h.pid or 0))
+    def _store_session(self, key: str, state: _SessionState) -> None:
+        """Set a session's state; it becomes the most recently used (the least recently used
+        goes when more than max_sessions are held)."""
+        sessions = self._sessions
+        sessions[key] = state
+        sessions.move_to_end(key)
+        while len(sessions) > self.max_sessions:
+            sessions.popitem(last=False)
 
-    def _session_of(self, key: tuple[str, int]) -> _Session:
+    def _tls_line(self, key: str, ip_text: str, proto: str) -> None:
         s = self._sessions.get(key)
-        if s is None:
-            s = self._sessions[key] = _Session()
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
-        else:
-            self._sessions.move_to_end(key)
-        return s
+        self._store_session(key, (clean_ip(ip_text), proto, s is not None and s[2]))
 
-    def _session_line(self, prog: str, pid: int, msg: str) -> bool:
+    def _session_line(self, key: str, msg: str) -> bool:
         """An smtpd connect / disconnect / TLS line: session state only. False: not one."""
-        if msg.startswith("connect from "):
-            s = self._session_of((prog, pid))
-            s.client_ip = P.client_ip(msg)
-            s.tls_protocol, s.success_sent = None, False
-            return True
-        if msg.startswith("disconnect from "):
-            s = self._session_of((prog, pid))
-            s.client_ip, s.tls_protocol, s.success_sent = None, None, False
+        if msg.startswith(("connect from ", "disconnect from ")):
+            self._store_session(key, _NO_SESSION)
             return True
         m = P.PF_TLS.match(msg) if "TLS connection established" in msg else None
         if m:
-            s = self._session_of((prog, pid))
-            s.client_ip, s.tls_protocol = P.clean_ip(m["ip"]), m["proto"]
+            self._tls_line(key, m["ip"], m["proto"])
             return True
         return False
 
     def _postfix(self, h: Header, base: str) -> LoginEvent | None:
-        if self._session_line(h.prog, h.pid or 0, h.msg):
-            return None
-        return self._postfix_event(h, base)
-
-    def _postfix_event(self, h: Header, base: str) -> LoginEvent | None:
-        """An smtpd line that is not a session line: a SASL failure or an authenticated
-        client= line (the login success), else nothing."""
+        """An smtpd line: a session line, a SASL failure or an authenticated client= line (the
+        login success), else nothing."""
+        key = _session_key(h.prog, h.pid)
         msg = h.msg
+        if self._session_line(key, msg):
+            return None
         m = P.PF_AUTH_FAIL.match(msg) if msg.startswith("warning: ") else None
         if m:
-            ip = P.clean_ip(m["ip"])
-            if ip is None:
-                return None
-            reason_text, user_text = P.failure_tail(m["tail"])
-            user = P.clean_user(user_text)
-            reason = P.postfix_reason(reason_text.strip())
-            pw_hash = None
-            if reason == "bad_credentials":
-                v = self._take_verdict(ip, user, h.time)
-                if v is not None:
-                    user, reason, pw_hash = v.user, v.reason, v.password_hash
-            return self._event(h, base, "postfix-log", user, ip, False, m["mech"], reason,
-                               self._tls(h, ip), pw_hash)
+            return self._failure(key, h.time, m["ip"], m["mech"], m["tail"], base)
         m = P.PF_CLIENT.match(msg) if "sasl_method=" in msg else None
         if m and m["user"]:
-            if self.deliveries:
-                self._remember_queue_id(h, m["qid"], m["user"])
-            ip = P.clean_ip(m["ip"])
-            s = self._session(h)
-            if ip is None:
-                return None
-            if s.client_ip != ip:  # another client: its connect line was not seen
-                s.client_ip, s.tls_protocol, s.success_sent = ip, None, False
-            if s.success_sent:
-                return None
-            s.success_sent = True
-            return self._event(h, base, "postfix-log", m["user"], ip, True, m["mech"], None,
-                               self._tls(h, ip))
+            return self._success(key, h.prog, h.time, m["qid"], m["ip"], m["mech"], m["user"],
+                                 base)
         return None
 
-    def _tls(self, h: Header, ip: str) -> str | None:
-        """TLS of this process's current session, if it is the same client's."""
-        s = self._sessions.get((h.prog, h.pid or 0))
-        return s.tls_protocol if s is not None and s.client_ip == ip else None
+    def _failure(self, key: str, t: float, ip_text: str, mech: str, tail: str,
+                 base: str) -> LoginEvent | None:
+        ip = clean_ip(ip_text)
+        if ip is None:
+            return None
+        reason_text, user_text = P.failure_tail(tail)
+        user = P.clean_user(user_text)
+        reason = P.postfix_reason(reason_text.strip())
+        pw_hash = None
+        if reason == "bad_credentials":
+            v = self._take_verdict(ip, user, t)
+            if v is not None:
+                user, reason, pw_hash = v.user, v.reason, v.password_hash
+        s = self._sessions.get(key)  # TLS of this process's session, if it is this client's
+        tls = s[1] if s is not None and s[0] == ip else None
+        return self._event(t, base, "postfix-log", user, ip, False, mech, reason, tls, pw_hash)
 
-    def _event(self, h: Header, base: str, source: str, user: str | None, ip: str, ok: bool,
+    def _success(self, key: str, prog: str, t: float, qid: str, ip_text: str, mech: str,
+                 user: str, base: str) -> LoginEvent | None:
+        """A client= line: the first of its session is the login success."""
+        if self.deliveries:
+            self._remember_queue_id(prog, qid, user, t)
+        ip = clean_ip(ip_text)
+        s = self._sessions.get(key)
+        if ip is None:
+            self._store_session(key, _NO_SESSION if s is None else s)
+            return None
+        if s is None or s[0] != ip:  # another client: its connect line was not seen
+            s = (ip, None, False)
+        elif s[2]:
+            self._store_session(key, s)
+            return None
+        self._store_session(key, (ip, s[1], True))
+        return self._event(t, base, "postfix-log", user, ip, True, mech, None, s[1])
+
+    def _event(self, t: float, base: str, source: str, user: str | None, ip: str, ok: bool,
                mech: str | None, reason: str | None, tls: str | None,
                password_hash: str | None = None) -> LoginEvent:
-        return LoginEvent(
-            event_id=_event_id(source, self.relay_id, base), event_time=h.time,
-            relay_id=self.relay_id, user=self._user(user),
-            client_ip=ip, success=ok,
-            tls_protocol=tls, sasl_mechanism=mech.upper()[:64] if mech else None,
-            failure_reason=reason, source=source, password_hash=password_hash,
-        )
+        return _login_event(_event_id(source, self.relay_id, base), t, self.relay_id,
+                            self._user(user), ip, ok, tls, mech.upper()[:64] if mech else None,
+                            reason, source, password_hash)
 
     # -- Dovecot ------------------------------------------------------------------------------
     def _dovecot(self, h: Header, base: str) -> list[LoginEvent]:
@@ -353,16 +546,16 @@ class LogParser:
         user = m["user"] or None
         tls = "TLS" if P.DOVECOT_TLS.search(m["rest"]) else None
         if m["ok"]:
-            return [self._event(h, base, "dovecot-log", user, ip, True, m["mech"], None, tls)]
+            return [self._event(h.time, base, "dovecot-log", user, ip, True, m["mech"], None, tls)]
         n = min(int(m["n"]), MAX_ATTEMPTS_PER_LINE)
-        return [self._event(h, base if i == 0 else f"{base}#{i}", "dovecot-log", user, ip,
+        return [self._event(h.time, base if i == 0 else f"{base}#{i}", "dovecot-log", user, ip,
                             False, m["mech"], "bad_credentials", tls) for i in range(n)]
 
     # -- Postfix delivery outcomes (relay.log_delivery) ------------------------------------------
-    def _remember_queue_id(self, h: Header, qid: str, user: str) -> None:
+    def _remember_queue_id(self, prog: str, qid: str, user: str, t: float) -> None:
         name = self._user(user)
         if name is not None:
-            self.queue.add(_queue_key(h.prog, qid), name, h.time)
+            self.queue.add(_queue_key(prog, qid), name, t)
 
     def _delivery(self, h: Header, base: str) -> None:
         prog, msg = h.prog, h.msg
@@ -407,7 +600,7 @@ class LogParser:
             if ip is None:
                 return None
             reason = "backend_unavailable" if m["code"].startswith("4") else "bad_credentials"
-            return self._event(h, base, "exim-log", m["user"] or None, ip, False,
+            return self._event(h.time, base, "exim-log", m["user"] or None, ip, False,
                                P.exim_mechanism(m["auth"]), reason, None)
         if " <= " not in h.msg:
             return None
@@ -429,8 +622,8 @@ class LogParser:
             return None
         x = P.EXIM_TLS.search(h.msg)
         tls = P.exim_tls_protocol(x["proto"]) if x else None
-        return self._event(h, base, "exim-log", user, ip, True, P.exim_mechanism(a["auth"]), None,
-                           tls)
+        return self._event(h.time, base, "exim-log", user, ip, True, P.exim_mechanism(a["auth"]),
+                           None, tls)
 
 
 def _queue_key(prog: str, qid: str) -> tuple[str, str]:

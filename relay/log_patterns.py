@@ -33,11 +33,13 @@ PREFILTER = (
 def may_matter(text: str) -> bool:
     """False when no rule of the parser can use this line. The PREFILTER tests spelt out: a
     chain of `in` is about 1.5x faster than a loop over the tuple and 3x faster than one
-    alternation regex (tests/unit/relay_logs/test_log_formats.py keeps the two in step)."""
-    return ("authentication failed" in text or "sasl_method=" in text
-            or "connect from " in text or "TLS connection established" in text
-            or "authenticator failed" in text or " A=" in text or "mismatch" in text
-            or "nknown user" in text or "invalid credentials" in text
+    alternation regex (tests/unit/relay_logs/test_log_formats.py keeps the two in step). The
+    order is the likeliest first among the lines LogParser.feed asks about (Dovecot verdicts,
+    Exim and the header forms other than RFC 3164: smtpd lines of that form never ask)."""
+    return ("mismatch" in text or "authentication failed" in text
+            or "authenticator failed" in text or "connect from " in text
+            or "nknown user" in text or "TLS connection established" in text
+            or "sasl_method=" in text or " A=" in text or "invalid credentials" in text
             or "pam_authenticate" in text or "submission-login" in text
             or "status=bounced" in text or "status=deferred" in text
             or "status=expired" in text)
@@ -45,25 +47,48 @@ def may_matter(text: str) -> bool:
 
 # host[ip] or host[ip]:port (smtpd_client_port_logging); IPv6 may come as [2001:db8::1] or
 # [ipv6:2001:db8::1].
-_HOST = r"(?P<host>[^\s\[\]]*)\[(?P<ip>[^\]\s]{2,80})\](?::\d{1,5})?"
+_HOST = r"[^\s\[\]]*+\[(?P<ip>[^\]\s]{2,80}+)\](?::\d{1,5}+)?"
 
-PF_TLS = re.compile(
-    r"(?:Anonymous|Trusted|Verified|Untrusted) TLS connection established from "
-    + _HOST + r": (?P<proto>[A-Za-z0-9.]{2,32}) with cipher "
-)
+# The smtpd message forms the parser acts on, as pattern text with {host} for _HOST, so the
+# rules below and log_parser's one-regex line classifier (SMTPD_FORMS) are the same text.
+# Possessive repeats (`*+`, `{m,n}+`) where what follows cannot be taken by the repeat itself:
+# the same matches, without the engine trying every shorter length first when one fails.
+_TLS_FORM = (r"(?:Anonymous|Trusted|Verified|Untrusted) TLS connection established from "
+             r"{host}: (?P<proto>[A-Za-z0-9.]{{2,32}}+) with cipher ")
 # "... authentication failed: REASON[, sasl_username=U]"; REASON may be empty (Postfix then
 # writes "failed:" or "failed: , sasl_username=U"). The tail is split by `failure_tail`: a lazy
 # `(?P<reason>.*?)(?:, sasl_username=(?P<user>.*))?$` gives the same and retries the optional
 # group at every character of the reason.
-PF_AUTH_FAIL = re.compile(
-    r"warning: " + _HOST + r": SASL (?P<mech>[A-Za-z0-9_-]{1,40}) authentication failed:"
-    r"(?P<tail>.*)$"
-)
-# QID: client=host[ip][:port], sasl_method=M, sasl_username=U[, sasl_sender=S][, orig_...]
-PF_CLIENT = re.compile(
-    r"(?P<qid>[0-9A-Za-z]{5,20}): client=" + _HOST
-    + r", sasl_method=(?P<mech>[A-Za-z0-9_-]{1,40}), "
-    r"sasl_username=(?P<user>[^,\s][^,]*?)(?:, [a-z_]+=.*)?$"
+_FAIL_FORM = (r"warning: {host}: SASL (?P<mech>[A-Za-z0-9_-]{{1,40}}+) authentication failed:"
+              r"(?P<tail>.*)$")
+# QID: client=host[ip][:port], sasl_method=M, sasl_username=U[, sasl_sender=S][, orig_...]. The
+# user runs to the first comma (greedy: a lazy `[^,]*?` gives the same on a message that does
+# not end in "\n", which no message does, and retries the optional group at every character).
+_CLIENT_FORM = (r"(?P<qid>[0-9A-Za-z]{{5,20}}+): client={host}, "
+                r"sasl_method=(?P<mech>[A-Za-z0-9_-]{{1,40}}+), "
+                r"sasl_username=(?P<user>[^,\s][^,]*+)(?:, [a-z_]+=.*)?$")
+
+PF_TLS = re.compile(_TLS_FORM.format(host=_HOST))
+PF_AUTH_FAIL = re.compile(_FAIL_FORM.format(host=_HOST))
+PF_CLIENT = re.compile(_CLIENT_FORM.format(host=_HOST))
+
+
+def _renamed(form: str, prefix: str) -> str:
+    """A form with its groups renamed prefix_NAME (one regex cannot name a group twice)."""
+    return re.sub(r"\(\?P<([a-z]+)>", rf"(?P<{prefix}_\1>",
+                  form.format(host=_HOST.replace("?P<", f"?P<{prefix}_")))
+
+
+# What log_parser matches right after an smtpd line's header (and level): one alternative per
+# form, in the order the rules try them, each ending in an empty group named after its kind, so
+# `match.lastgroup` says which one matched. "connect from" and "disconnect from" are one kind
+# (see LogParser._session_line). A message that none of them matches changes nothing.
+SMTPD_FORMS = (
+    r"(?:(?:dis)?connect from (?P<reset>)"
+    + "|" + _renamed(_TLS_FORM, "t") + "(?P<tls>)"
+    + "|" + _renamed(_FAIL_FORM, "f").removesuffix("$") + "(?P<fail>)$"
+    + "|" + _renamed(_CLIENT_FORM, "c").removesuffix("$") + "(?P<client>)$"
+    + ")?"
 )
 _SASL_USER = ", sasl_username="
 
@@ -136,7 +161,29 @@ def dovecot_verdict(msg: str) -> tuple[str, str, str, str | None] | None:
     m = DOVECOT_REQUEST.match(msg)
     if m is None:
         return None
-    what, pw_hash = password_hash(m["what"])
+    what = m["what"]
+    got = _WHATS.get(what)
+    if got is None:
+        got = _verdict_of(what)
+        if len(what) <= 200:  # the cache holds short texts only
+            if len(_WHATS) >= _WHAT_CACHE:
+                _WHATS.clear()
+            _WHATS[what] = got
+    reason, pw_hash = got
+    if reason is None:
+        return None
+    return m["user"], m["ip"], reason, pw_hash
+
+
+# dovecot_verdict's reading of a verdict text ("Password mismatch", "unknown user", ...): a
+# pure function of the text, and a few texts make nearly every line. Cleared when full.
+_WHATS: dict[str, tuple[str | None, str | None]] = {}
+_WHAT_CACHE = 1024
+
+
+def _verdict_of(what: str) -> tuple[str | None, str | None]:
+    """(failure_reason or None, password hash) of the text after a Dovecot request prefix."""
+    what, pw_hash = password_hash(what)
     skip = _DOVECOT_LEVEL_OR_DB.match(what)
     if skip:
         what = what[skip.end():]
@@ -147,9 +194,7 @@ def dovecot_verdict(msg: str) -> tuple[str, str, str, str | None] | None:
         # "User not known ...: 3 Time(s)"
         key = key.split(" (", 1)[0].split(": ", 1)[0]
         reason = DOVECOT_VERDICTS.get(key)
-        if reason is None:
-            return None
-    return m["user"], m["ip"], reason, pw_hash
+    return reason, pw_hash
 
 
 # Dovecot login processes: "Login: user=<u>, method=M, rip=IP, lip=..., TLS, session=<..>" (2.3),
@@ -238,8 +283,24 @@ def client_ip(msg: str) -> str | None:
     return clean_ip(m["ip"]) if m else None
 
 
+_REASONS: dict[str, str] = {}  # postfix_reason's answers; cleared when full, so bounded
+_REASON_CACHE = 1024
+
+
 def postfix_reason(text: str) -> str:
-    """Map Postfix's failure text (possibly empty) to a login-event failure_reason."""
+    """Map Postfix's failure text (possibly empty) to a login-event failure_reason (cached:
+    a few texts, "UGFzc3dvcmQ6", "authentication failure", ..., make nearly every line)."""
+    got = _REASONS.get(text)
+    if got is None:
+        got = _postfix_reason(text)
+        if len(text) <= 200:  # the cache holds short texts only
+            if len(_REASONS) >= _REASON_CACHE:
+                _REASONS.clear()
+            _REASONS[text] = got
+    return got
+
+
+def _postfix_reason(text: str) -> str:
     if _BACKEND.search(text):
         return "backend_unavailable"
     if _CLIENT_ERROR.search(text):
@@ -247,8 +308,23 @@ def postfix_reason(text: str) -> str:
     return "bad_credentials"
 
 
+_EXIM_MECHS: dict[str, str | None] = {}  # exim_mechanism's answers; cleared when full
+_EXIM_MECH_CACHE = 256
+
+
 def exim_mechanism(authenticator: str) -> str | None:
-    """Exim logs the authenticator's configured name; guess the mechanism from its suffix."""
+    """Exim logs the authenticator's configured name; guess the mechanism from its suffix
+    (cached: a relay has a handful of authenticators)."""
+    got = _EXIM_MECHS.get(authenticator, "")
+    if got == "":
+        got = _exim_mechanism(authenticator)
+        if len(_EXIM_MECHS) >= _EXIM_MECH_CACHE:
+            _EXIM_MECHS.clear()
+        _EXIM_MECHS[authenticator] = got
+    return got
+
+
+def _exim_mechanism(authenticator: str) -> str | None:
     up = authenticator.upper()
     for mech in _MECHS:
         if up == mech or up.endswith(("_" + mech, "-" + mech)) or up.startswith(mech + "_"):
