@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from typing import Any
 
 # Substrings one of which every line that can change parser state contains. Lines with none of
 # them are dropped before the header is parsed (most of a busy mail log: queue manager, smtp
@@ -165,10 +166,7 @@ def dovecot_verdict(msg: str) -> tuple[str, str, str, str | None] | None:
     got = _WHATS.get(what)
     if got is None:
         got = _verdict_of(what)
-        if len(what) <= 200:  # the cache holds short texts only
-            if len(_WHATS) >= _WHAT_CACHE:
-                _WHATS.clear()
-            _WHATS[what] = got
+        _remember(_WHATS, _WHAT_CACHE, what, got)
     reason, pw_hash = got
     if reason is None:
         return None
@@ -179,6 +177,14 @@ def dovecot_verdict(msg: str) -> tuple[str, str, str, str | None] | None:
 # pure function of the text, and a few texts make nearly every line. Cleared when full.
 _WHATS: dict[str, tuple[str | None, str | None]] = {}
 _WHAT_CACHE = 1024
+
+
+def _remember(cache: dict[str, Any], cap: int, text: str, value: Any) -> None:
+    """Keep `value` for a short `text` (long ones are one-offs); cleared when full, so bounded."""
+    if len(text) <= 200:
+        if len(cache) >= cap:
+            cache.clear()
+        cache[text] = value
 
 
 def _verdict_of(what: str) -> tuple[str | None, str | None]:
@@ -293,10 +299,7 @@ def postfix_reason(text: str) -> str:
     got = _REASONS.get(text)
     if got is None:
         got = _postfix_reason(text)
-        if len(text) <= 200:  # the cache holds short texts only
-            if len(_REASONS) >= _REASON_CACHE:
-                _REASONS.clear()
-            _REASONS[text] = got
+        _remember(_REASONS, _REASON_CACHE, text, got)
     return got
 
 
