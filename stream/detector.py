@@ -19,7 +19,8 @@ S = TypeVar("S")
 
 # What an event is, for "can this event change this detector at all?" (the engine's skip list).
 EventClass = Literal["login_ok", "login_fail", "send", "delivery"]
-EVERY_EVENT: frozenset[EventClass] = frozenset({"login_ok", "login_fail", "send", "delivery"})
+EVENT_CLASSES: tuple[EventClass, ...] = ("login_ok", "login_fail", "send", "delivery")
+EVERY_EVENT: frozenset[EventClass] = frozenset(EVENT_CLASSES)
 
 
 def event_class(event: Event) -> EventClass:

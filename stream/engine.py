@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relayguard.stream import policy, windows
-from relayguard.stream.detector import AnySpec, EventClass, event_class
+from relayguard.stream.detector import EVENT_CLASSES, AnySpec, event_class
 from relayguard.stream.evolve import evolve
 from relayguard.stream.records import Alert, Event, Finding, LockCommand, SubjectKind
 from relayguard.stream.timefmt import TimeBounds
@@ -54,9 +54,8 @@ class CoreParams:
     def __post_init__(self) -> None:
         by_kind = {k: tuple(d for d in self.detectors if d.spec.key_kind == k)
                    for k in ("user", "ip")}
-        classes: tuple[EventClass, ...] = ("login_ok", "login_fail", "send", "delivery")
         stepping = {(k, c): tuple(d for d in ds if c in d.spec.reacts_to)
-                    for k, ds in by_kind.items() for c in classes}
+                    for k, ds in by_kind.items() for c in EVENT_CLASSES}
         reactors = {k: tuple(d for d in ds if d.spec.on_findings is not None)
                     for k, ds in by_kind.items()}
         names = {k: frozenset(d.spec.name for d in ds) for k, ds in by_kind.items()}

@@ -44,13 +44,17 @@ def observe(rules: tuple[Rule, ...], state: State, thing: str,
     n = len(rules)
     reported = state.reported_until if len(state.reported_until) == n else (float("-inf"),) * n
     crossed: list[tuple[Rule, Recent]] = []
-    if not any(now >= until and count_live(seen, now, rule.window_seconds) > rule.max_distinct
-               for rule, until in zip(rules, reported, strict=True)):
-        return State(now, seen, reported), crossed  # the common case: no rule crossed
-    new_reported: list[float] = []
-    for rule, until in zip(rules, reported, strict=True):
+    new_reported: list[float] | None = None  # built only when a rule is crossed (rarely)
+    for i, (rule, until) in enumerate(zip(rules, reported, strict=True)):
         if now >= until and count_live(seen, now, rule.window_seconds) > rule.max_distinct:
-            until = now + rule.window_seconds
+            if new_reported is None:
+                new_reported = list(reported)
+            new_reported[i] = now + rule.window_seconds
             crossed.append((rule, live(seen, now, rule.window_seconds)))
-        new_reported.append(until)
-    return State(now, seen, tuple(new_reported)), crossed
+    return State(now, seen, reported if new_reported is None else tuple(new_reported)), crossed
+
+
+@lru_cache(maxsize=64)
+def one_rule(name: str, max_distinct: int, window_seconds: float) -> tuple[Rule, ...]:
+    """A detector's single rule from its params, built once, not per event."""
+    return (Rule(name, max_distinct, window_seconds),)

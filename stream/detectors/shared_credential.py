@@ -11,7 +11,6 @@ no open-source relay filter ships this check. Alert-only by default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors import distinct
@@ -37,11 +36,6 @@ class State:
     ips: Recent = ()  # recent client IPs, for the evidence
 
 
-@lru_cache(maxsize=64)
-def _rules(max_networks: int, window_seconds: float) -> tuple[distinct.Rule, ...]:
-    return (distinct.Rule("networks", max_networks, window_seconds),)  # built once, not per event
-
-
 def initial_state() -> State:
     return State()
 
@@ -55,7 +49,8 @@ def step(params: Params, state: State, event: Event) -> tuple[State, list[Findin
         return state, []
     t = event.event_time
     net = network_of(event.client_ip, params.ipv4_prefix, params.ipv6_prefix)
-    networks, crossed = distinct.observe(_rules(params.max_networks, params.window_seconds),
+    networks, crossed = distinct.observe(distinct.one_rule("networks", params.max_networks,
+                                                          params.window_seconds),
                                          state.networks, net, t)
     ips = touch(state.ips, event.client_ip, t, networks.watermark, params.window_seconds,
                 IPS_KEPT)

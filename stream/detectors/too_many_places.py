@@ -8,7 +8,6 @@ clients on carrier NAT can collect many IPs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from relayguard.stream.detector import DetectorSpec
 from relayguard.stream.detectors import distinct
@@ -37,22 +36,17 @@ def initial_state() -> State:
     return State()
 
 
-@lru_cache(maxsize=64)
-def _rules(name: str, max_distinct: int, window_seconds: float) -> tuple[distinct.Rule, ...]:
-    return (distinct.Rule(name, max_distinct, window_seconds),)  # built once, not per event
-
-
 def step(params: Params, state: State, event: Event) -> tuple[State, list[Finding]]:
     if not isinstance(event, LoginEvent) or not event.success or event.user is None:
         return state, []
     if in_networks(event.client_ip, params.ignore_networks):
         return state, []
     t = event.event_time
-    ips, crossed = distinct.observe(_rules("ips", params.max_ips, params.window_seconds),
+    ips, crossed = distinct.observe(distinct.one_rule("ips", params.max_ips, params.window_seconds),
                                     state.ips, event.client_ip, t)
     countries = state.countries
     if event.geo is not None and event.geo.country:
-        c_rule = _rules("countries", params.max_countries, params.window_seconds)
+        c_rule = distinct.one_rule("countries", params.max_countries, params.window_seconds)
         countries, c_crossed = distinct.observe(c_rule, countries, event.geo.country, t)
         crossed += c_crossed
     findings = [
