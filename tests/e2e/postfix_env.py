@@ -83,6 +83,20 @@ def _wait_port(port: int, deadline: float) -> bool:
     return False
 
 
+def _banner(port: int) -> str:
+    """The first line an SMTP server on the port greets with ("" when none within 5 s)."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.settimeout(5)
+        data = b""
+        while b"\n" not in data and len(data) < 512:
+            chunk = sock.recv(512)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode("ascii", "replace").strip()
+    return ""
+
+
 @dataclass
 class PostfixEnv:
     directory: Path
@@ -141,6 +155,10 @@ class PostfixEnv:
         if proc.returncode != 0 or not _wait_port(self.submission_port, deadline):
             raise HarnessError(f"postfix start exited {proc.returncode}:\n{proc.stdout}"
                                f"{proc.stderr}" + self._tail(self.maillog))
+        banner = _banner(self.submission_port)
+        if "relay.test" not in banner:  # someone else holds the port: say so, not "swaks 29"
+            raise HarnessError(f"port {self.submission_port} answers {banner!r}, not this "
+                               "Postfix (myhostname relay.test)" + self._tail(self.maillog))
         if not _wait_port(self.sink_port, deadline):
             raise HarnessError(f"smtp-sink did not listen on {self.sink_port}")
 

@@ -168,3 +168,10 @@ def test_data_dir_locked_by_another_process_is_detected(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert not _locked_by_other_process(lock)
+
+
+def test_free_port_never_hands_out_one_port_twice() -> None:
+    # The kernel may give the same free port to two probes in a row; two servers of one test
+    # session (Postfix and its smtp-sink) were once told the same port that way.
+    ports = [config.free_port() for _ in range(400)]
+    assert len(set(ports)) == len(ports)

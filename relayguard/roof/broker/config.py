@@ -26,14 +26,25 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
 
 
+# Ports this process has handed out: the kernel may give the same free port twice in a row
+# once the probe socket is closed, and two servers of one session (a Postfix and an
+# smtp-sink, a broker and its controller) must never be told the same port.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(exclude: set[int] | None = None) -> int:
-    """A port the kernel says is free on 127.0.0.1 now (a tiny race remains until the JVM binds)."""
+    """A port the kernel says is free on 127.0.0.1 now and that this process has not handed out
+    before (a tiny race with other processes remains until the server binds)."""
+    if len(_HANDED_OUT) > 8192:  # a long-lived process: forget the oldest session's ports
+        _HANDED_OUT.clear()
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if not exclude or port not in exclude:
-            return port
+        if port in _HANDED_OUT or (exclude and port in exclude):
+            continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 @dataclass(frozen=True)
