@@ -103,8 +103,25 @@ def _int(d: dict[str, Any], name: str) -> int:
     return value
 
 
+# canonical_ip of recently seen texts: a fleet's events come from a few thousand addresses
+# again and again, and ipaddress parses one in ~2 µs (py-spy: 2.4% of the worker's time).
+# Only texts that parsed are kept; cleared when full, so it stays bounded (~1 MiB).
+_CANONICAL_CACHE = 8192
+_canonical: dict[str, str] = {}
+
+
 def canonical_ip(text: str) -> str:
     """The canonical text of an IPv4/IPv6 address (IPv4-mapped IPv6 as plain IPv4)."""
+    got = _canonical.get(text)
+    if got is None:
+        got = _canonical_ip(text)
+        if len(_canonical) >= _CANONICAL_CACHE:
+            _canonical.clear()
+        _canonical[text] = got
+    return got
+
+
+def _canonical_ip(text: str) -> str:
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
