@@ -24,7 +24,8 @@ Servers, measured in the same run:
                answers every other request `dunno` untouched: that times its parser alone).
   relayguard@base : with --baseline-tree DIR, the same relayguard server imported from DIR (an
                export of an earlier commit: `git archive COMMIT | tar -x -C DIR`), so a change
-               is measured against its own baseline in the same run.
+               is measured against its own baseline in the same run (and +spool@base beside
+               +spool when that is measured).
 --requests is the total per server and connection count. Figures only; nothing is pass/fail.
 
 --own-cost: relayguard's own CPU per request without sockets: the server's data_received fed
@@ -217,6 +218,11 @@ def _relayguard_spool_server(ready: Connection) -> None:
     _relayguard_server(ready, spool=True)
 
 
+def _relayguard_spool_base_server(ready: Connection) -> None:
+    sys.path.insert(0, BASELINE_TREE[0])
+    _relayguard_server(ready, spool=True)
+
+
 class _InstantKafka:
     """Stands in for AIOKafkaProducer: every send is acknowledged at once."""
 
@@ -354,7 +360,7 @@ def _run_policyd(python: Path, client: Path, conns: list[int], total: int, reqs:
 SERVERS: dict[str, Callable[[Connection], None]] = {
     "streams": _streams_server, "protocol": _protocol_server, "buffered": _buffered_server,
     "relayguard": _relayguard_server, "+spool": _relayguard_spool_server,
-    "relayguard@base": _relayguard_base_server}
+    "relayguard@base": _relayguard_base_server, "+spool@base": _relayguard_spool_base_server}
 
 
 def _own_cost_child(tree: str, requests: int) -> None:
@@ -454,6 +460,8 @@ def main() -> None:
         if "relayguard@base" not in names:
             names.insert(names.index("relayguard") if "relayguard" in names else len(names),
                          "relayguard@base")
+        if "+spool" in names and "+spool@base" not in names:
+            names.insert(names.index("+spool"), "+spool@base")
     conns = [int(c) for c in args.connections.split(",")]
     client = load_client()
     with tempfile.NamedTemporaryFile(suffix=".req", delete=False) as f:

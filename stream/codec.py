@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 import fastjsonschema
@@ -175,9 +175,15 @@ _OMIT_IF_NONE = ("recipient_domains", "recipient_domain_count")
 _TYPE_NAMES: dict[type, str] = {LoginEvent: "login", SendEvent: "send", DeliveryEvent: "delivery"}
 
 
+# Wire fields per event class, without `geo` (enrichment is the worker's, never on the wire).
+# Every value is a str, number, bool, None or a tuple of str: a shallow copy is what `asdict`
+# gave, without its recursive deep copy (a third of a relay's cost per spooled event).
+_WIRE_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls) if f.name != "geo") for cls in _TYPE_NAMES}
+
+
 def event_to_dict(e: Event) -> dict[str, Any]:
-    d = asdict(e)
-    d.pop("geo", None)  # enrichment is the worker's, never on the wire
+    d = {name: getattr(e, name) for name in _WIRE_FIELDS[type(e)]}
     for name in _OMIT_IF_NONE:
         if name in d and d[name] is None:
             del d[name]

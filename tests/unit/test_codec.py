@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import orjson
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayguard.stream import codec
-from relayguard.stream.records import DeliveryEvent, SendEvent
+from relayguard.stream.records import DeliveryEvent, Event, SendEvent
+from relayguard.stream.timefmt import to_rfc3339
 
 GOOD = {"type": "send", "event_id": "x", "event_time": "2026-11-29T10:16:00Z", "relay_id": "r",
         "user": "a", "client_ip": "192.0.2.1", "sender": "a@b", "recipient_count": 3, "size": 10}
@@ -114,3 +116,43 @@ def test_arbitrary_bytes_never_escape_as_other_errors(raw: bytes) -> None:
 def test_arbitrary_objects_never_escape_as_other_errors(partial: dict[str, object]) -> None:
     with contextlib.suppress(codec.Rejected):
         codec.decode_event(orjson.dumps({**GOOD, **partial}))
+
+
+def _asdict_wire(e: Event) -> dict[str, object]:
+    """What event_to_dict gave when it was built on dataclasses.asdict (the reference)."""
+    from dataclasses import asdict
+
+    d: dict[str, Any] = asdict(e)
+    d.pop("geo", None)
+    for name in ("recipient_domains", "recipient_domain_count"):
+        if name in d and d[name] is None:
+            del d[name]
+    if d.get("recipient_domains") is not None:
+        d["recipient_domains"] = list(d["recipient_domains"])
+    d["event_time"] = to_rfc3339(e.event_time)
+    return d
+
+
+def test_wire_dict_is_the_asdict_one_and_never_carries_geo() -> None:
+    from dataclasses import replace
+
+    from relayguard.stream.records import GeoPoint, LoginEvent
+
+    geo = GeoPoint(48.1, 11.6, 20.0, "DE")
+    events: list[Event] = [
+        LoginEvent("l1", 1796000000.25, "r", "u", "192.0.2.1", False, "TLSv1.3", "PLAIN",
+                   "bad_credentials", "postfix-log", "sha1:abcd", geo),
+        LoginEvent("l2", 1796000000.0, "r", None, "2001:db8::1", True, None, None, None, "x"),
+        SendEvent("s1", 1796000001.5, "r", "u", "192.0.2.1", "u@x", 3, 100,
+                  recipient_domains=("a.example", "b.example"), recipient_domain_count=2),
+        SendEvent("s2", 1796000001.5, "r", "u", "192.0.2.1", "u@x", 3, 100),
+        DeliveryEvent("d1", 1796000002.0, "r", "u", "ABC123", "bounced", "x.example", "5.1.1",
+                      "postfix-log"),
+    ]
+    for e in events:
+        got = codec.event_to_dict(e)
+        want = _asdict_wire(e)
+        want["type"] = got["type"]
+        assert got == want and "geo" not in got
+        back = replace(e, geo=None) if isinstance(e, LoginEvent) else e
+        assert codec.decode_event(codec.encode_event(e)) == back
