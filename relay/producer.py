@@ -237,8 +237,7 @@ class EventProducer:
                 return
             await self._maybe_fsync()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.fsync_interval)
+            await _wait_set(self._wake, self.fsync_interval)
 
     async def _maybe_fsync(self) -> None:
         if not self._spool.sync_due():
@@ -436,6 +435,17 @@ class EventProducer:
             and self._spool.pending_bytes() < 0.9 * self._spool.max_bytes
         ):
             self._stats.state = "spooling"
+
+
+async def _wait_set(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set, `timeout` seconds at most (then it is set here). What
+    `wait_for(event.wait(), timeout)` does for the sender's loop, without a task and a timeout
+    context per wake-up: at low traffic the loop wakes once per event."""
+    handle = asyncio.get_running_loop().call_later(timeout, event.set)
+    try:
+        await event.wait()
+    finally:
+        handle.cancel()
 
 
 def _fsync_close(fd: int) -> None:
