@@ -132,6 +132,10 @@ class Spool:
         these events were accepted earlier and must not be lost."""
         if not records:
             return True
+        if self._cursor_seq in self._sizes and self._cursor_off >= self._sizes[self._cursor_seq]:
+            # a drained tail kept for writing on (REUSE_BYTES): the cursor is about to move to
+            # the new first segment, and must not leave that one to be replayed again
+            self._remove(self._cursor_seq)
         seq = (min(self._sizes) if self._sizes else _FIRST_SEQ) - 1
         data = b"".join(self._line(k, v) for k, v in records)
         path = self._path(seq)

@@ -71,6 +71,15 @@ def test_prepend_goes_first(tmp_path: Path) -> None:
     assert _drain(sp) == [b'{"i":%d}' % i for i in (1, 2, 10, 11, 12, 13)]
 
 
+def test_prepend_after_a_drain_sends_nothing_twice(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    _fill(sp, 3)
+    assert len(_drain(sp)) == 3  # the drained tail is kept for writing on
+    sp.prepend([(b"a", b'{"i":-1}')])
+    _fill(sp, 1, start=3)
+    assert _drain(sp) == [b'{"i":-1}', b'{"i":3}']
+
+
 def test_prepend_survives_restart(tmp_path: Path) -> None:
     sp = Spool(tmp_path)
     _fill(sp, 2, start=10)
