@@ -1,9 +1,12 @@
 """Append-only disk spool for events that could not reach Kafka yet.
 
 Layout: `<dir>/seg-<seq>.jsonl` segments, one record a line (`[key, value-json]`), plus a `cursor`
-file (`<seq> <offset>`) saying how far the lowest segment has been replayed. Records are read
-oldest segment first, so replay keeps publish order. A record is only dropped from disk after
-`commit()`, so a crash during replay re-sends (consumers dedupe by event_id) but never loses.
+file (`<seq> <offset> <crc32>`, fixed width, rewritten in place) saying how far the lowest
+segment has been replayed. Records are read oldest segment first, so replay keeps publish order.
+A record is only dropped from disk after `commit()`, so a crash during replay re-sends
+(consumers dedupe by event_id) but never loses. A drained tail segment is kept and written on
+until it holds REUSE_BYTES (a quiet relay sends one event at a time), and records appended in
+this run are read back from memory, not from the file.
 
 Writes are flushed to the OS on every append (survives a process crash, SIGKILL included) and
 fsync'd on a cadence (`fsync_interval`; an OS crash may lose the last interval). With
@@ -309,8 +312,9 @@ class Spool:
 
     def _save_cursor(self) -> None:
         """One pwrite of a fixed-width line in place (was a temp file and a rename per commit:
-        three metadata operations for every batch sent). A torn or stale line fails its crc
-        and means "replay from the start": events sent twice, never lost."""
+        three metadata operations for every batch sent). A torn line fails its crc and means
+        "replay from the start"; a stale one (an OS crash before it reached the disk) replays
+        from where it points: either way events are sent twice, never skipped."""
         text = f"{self._cursor_seq:020d} {self._cursor_off:020d}"
         line = f"{text} {zlib.crc32(text.encode()):08x}\n".encode()
         if self._cursor_fd is None:
